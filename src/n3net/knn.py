@@ -1,0 +1,293 @@
+"""Neighbour selection rules: the continuous KNN relaxation and its baselines.
+
+Axis legend: ``M`` candidates per query, ``K`` neighbours (the paper's k); ``...`` any number of
+leading query axes (batch, queries).
+
+Implements Plötz & Roth (NeurIPS 2018), §3:
+
+* :func:`neural_knn` — the continuous deterministic relaxation (Eqs. 8-11);
+* :func:`hard_knn` — ordinary KNN as one-hot weights (the t -> 0 limit);
+* :func:`stochastic_knn` — the stochastic sampling rule (Eq. 5);
+* :func:`concrete_knn` — the Concrete / Gumbel-softmax relaxation (baseline (v) of Table 1).
+
+All rules return weights of shape ``(..., K, M)``; row ``j`` of the weights forms neighbour
+``j`` as ``X_j = sum_i w[j, i] * x_i``. Masked candidates (``mask == False``) get weight zero.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "NeuralKNN",
+    "concrete_knn",
+    "hard_knn",
+    "log1mexp",
+    "neural_knn",
+    "stochastic_knn",
+]
+
+TemperatureMode = Literal["code", "paper"]
+_LOG_HALF = -math.log(2.0)
+_GUARD = 1e-7
+
+
+class _Log1mExp(torch.autograd.Function):
+    """log(1 - exp(a)) for a <= 0, exact forward, finite backward at a = 0."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor) -> Tensor:  # type: ignore[override]
+        # Two branches (Mächler 2012): log1p(-e^a) is accurate for a < log 1/2,
+        # log(-expm1(a)) for a closer to 0. exp(-inf) = 0 gives log1mexp(-inf) = 0.
+        out = torch.where(
+            a < _LOG_HALF,
+            torch.log1p(-torch.exp(torch.clamp(a, max=_LOG_HALF))),
+            torch.log(-torch.expm1(torch.clamp(a, min=_LOG_HALF))),
+        )
+        ctx.save_for_backward(a)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        (a,) = ctx.saved_tensors
+        # d/da log(1 - e^a) = -e^a / (1 - e^a); the guard keeps it finite when a weight is ~1
+        # (the same 1e-7 the authors add inside the log), and e^-inf = 0 gives 0 for masked items.
+        e = torch.exp(a)
+        return grad * (-e / (-torch.expm1(a) + _GUARD))
+
+
+def log1mexp(a: Tensor) -> Tensor:
+    """Compute ``log(1 - exp(a))`` stably for ``a <= 0``.
+
+    The forward is exact (``-inf`` at ``a == 0``); the backward adds 1e-7 to ``1 - exp(a)`` so a
+    weight that reached 1 still has a finite gradient.
+
+    Example:
+        >>> log1mexp(torch.tensor([-math.inf, -1.0])).tolist()[0]
+        0.0
+    """
+    return _Log1mExp.apply(a)
+
+
+def _check_logits(logits: Tensor, k: int, mask: Tensor | None) -> Tensor:
+    """Validate arguments and return the logits with masked candidates set to -inf."""
+    if not isinstance(logits, Tensor) or logits.dim() < 1:
+        raise ValueError("logits must be a tensor of shape (..., M)")
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    m = logits.shape[-1]
+    if k > m:
+        raise ValueError(f"k must be <= the number of candidates, got k={k} > M={m}")
+    if mask is None:
+        return logits
+    if mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a bool tensor, got {mask.dtype}")
+    try:
+        mask = mask.expand_as(logits)
+    except RuntimeError:
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} does not broadcast to logits {tuple(logits.shape)}"
+        ) from None
+    if mask.numel() and int(mask.sum(-1).min()) < k:
+        raise ValueError(
+            f"k must be <= the number of valid candidates of every query, got k={k} > "
+            f"{int(mask.sum(-1).min())}"
+        )
+    return logits.masked_fill(~mask, -math.inf)
+
+
+def _check_temperature(temperature: Tensor | float | None, logits: Tensor) -> Tensor | None:
+    if temperature is None:
+        return None
+    t = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
+    if torch.isnan(t).any():
+        raise ValueError("temperature must not be NaN")
+    if (t <= 0).any():
+        raise ValueError("temperature must be > 0")
+    try:
+        torch.broadcast_shapes(t.shape, logits.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"temperature of shape {tuple(t.shape)} does not broadcast to logits "
+            f"{tuple(logits.shape)}; give one temperature per query as (..., 1)"
+        ) from None
+    return t
+
+
+def neural_knn(
+    logits: Tensor,
+    k: int,
+    temperature: Tensor | float | None = None,
+    mask: Tensor | None = None,
+    *,
+    mode: TemperatureMode = "code",
+) -> Tensor:
+    """Continuous nearest-neighbour selection (Plötz & Roth 2018, Eqs. 8-11).
+
+    Round ``j`` takes ``w^j = softmax(a^j)`` and updates ``a^{j+1} = a^j + log(1 - w^j)``, so
+    what earlier rounds picked is pushed down. With ``mode="code"`` (default, what the authors'
+    released weights need) the temperature scales the initial logits once, ``a^1 = logits / t``;
+    with ``mode="paper"`` every round divides its whole logit by ``t``:
+    ``w^j = softmax(a^j / t)`` with ``a^1 = logits``. Both agree at ``t = 1`` and as ``t -> 0``,
+    where the weights become :func:`hard_knn`'s one-hot rows.
+
+    Args:
+        logits: similarity of each query to its candidates, usually negative distances.
+        k: number of neighbour rounds.
+        temperature: per-query temperature ``t > 0``, broadcastable to ``(..., 1)``; None means 1.
+        mask: optional bool tensor broadcastable to ``logits``; False marks an invalid candidate.
+        mode: ``"code"`` or ``"paper"`` placement of the temperature, see above.
+
+    Returns:
+        Weights, each row non-negative and summing to 1.
+
+    Shape:
+        logits: (..., M) -> weights: (..., K, M).
+
+    Example:
+        >>> neural_knn(torch.randn(2, 5, 10), k=3).shape
+        torch.Size([2, 5, 3, 10])
+    """
+    if mode not in ("code", "paper"):
+        raise ValueError(f"mode must be 'code' or 'paper', got {mode!r}")
+    alpha = _check_logits(logits, k, mask)
+    t = _check_temperature(temperature, logits)
+    if t is not None and mode == "code":
+        alpha = alpha / t
+    weights = []
+    for _ in range(k):
+        scaled = alpha / t if (t is not None and mode == "paper") else alpha
+        log_w = torch.log_softmax(scaled, dim=-1)
+        weights.append(log_w.exp())
+        alpha = alpha + log1mexp(log_w)  # Eq. 10, in log space: a + log(1 - w)
+    return torch.stack(weights, dim=-2)
+
+
+def hard_knn(logits: Tensor, k: int, mask: Tensor | None = None) -> Tensor:
+    """Pick the ``k`` largest logits as one-hot rows (ordinary KNN, the ``t -> 0`` limit).
+
+    Ties are broken as :func:`torch.topk` breaks them.
+
+    Shape:
+        logits: (..., M) -> weights: (..., K, M), row j one-hot at the j-th largest logit.
+
+    Example:
+        >>> hard_knn(torch.tensor([0.0, 3.0, 1.0]), k=2).tolist()
+        [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    alpha = _check_logits(logits, k, mask)
+    index = alpha.topk(k, dim=-1).indices  # (..., K)
+    out = torch.zeros(
+        *alpha.shape[:-1], k, alpha.shape[-1], dtype=logits.dtype, device=logits.device
+    )
+    return out.scatter_(-1, index.unsqueeze(-1), 1.0)
+
+
+def _gumbel(shape: torch.Size, like: Tensor, generator: torch.Generator | None) -> Tensor:
+    u = torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
+    tiny = torch.finfo(like.dtype).tiny
+    return -torch.log((-torch.log(u.clamp_min(tiny))).clamp_min(tiny))
+
+
+def stochastic_knn(
+    logits: Tensor,
+    k: int,
+    temperature: Tensor | float | None = None,
+    mask: Tensor | None = None,
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Draw ``k`` neighbours without replacement (the paper's stochastic rule, Eq. 5).
+
+    Round ``j`` samples ``w^j ~ Cat(softmax(a^j / t))``; the drawn candidate's logit becomes
+    ``-inf`` (``a^{j+1} = a^j + log(1 - w^j)`` with one-hot ``w^j``). Not differentiable; as
+    ``t -> 0`` it is KNN. Sampling uses the Gumbel-max trick with ``generator``.
+
+    Shape:
+        logits: (..., M) -> weights: (..., K, M), one-hot rows.
+    """
+    alpha = _check_logits(logits, k, mask)
+    t = _check_temperature(temperature, logits)
+    scaled = alpha / t if t is not None else alpha
+    # Gumbel-top-k draws k items without replacement with exactly Eq. 5's probabilities.
+    perturbed = scaled + _gumbel(scaled.shape, scaled, generator)
+    return hard_knn(perturbed.detach(), k)
+
+
+def concrete_knn(
+    logits: Tensor,
+    k: int,
+    temperature: Tensor | float | None = None,
+    mask: Tensor | None = None,
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Relax the stochastic rule with Concrete / Gumbel-softmax samples (Table 1, baseline (v)).
+
+    Round ``j`` draws ``w^j = softmax((a^j + g^j) / t)`` with Gumbel noise ``g^j`` and updates
+    ``a^{j+1} = a^j + log(1 - w^j)``. The temperature ``t`` is the Concrete annealing
+    parameter (the paper predicts it per query with a network). Stochastic and differentiable.
+
+    Shape:
+        logits: (..., M) -> weights: (..., K, M), each row summing to 1.
+    """
+    alpha = _check_logits(logits, k, mask)
+    t = _check_temperature(temperature, logits)
+    weights = []
+    for _ in range(k):
+        noisy = alpha + _gumbel(alpha.shape, alpha, generator)
+        log_w = torch.log_softmax(noisy / t if t is not None else noisy, dim=-1)
+        weights.append(log_w.exp())
+        alpha = alpha + log1mexp(log_w)
+    return torch.stack(weights, dim=-2)
+
+
+class NeuralKNN(nn.Module):
+    """Module wrapper of the selection rules, choosing one by name.
+
+    Args:
+        k: number of neighbours.
+        rule: ``"continuous"`` (:func:`neural_knn`), ``"hard"``, ``"stochastic"`` or
+            ``"concrete"``.
+        mode: temperature placement for the continuous rule (see :func:`neural_knn`).
+
+    Shape:
+        logits: (..., M), temperature: broadcastable to (..., 1) -> (..., K, M).
+
+    Example:
+        >>> NeuralKNN(k=2)(torch.randn(4, 6)).shape
+        torch.Size([4, 2, 6])
+    """
+
+    def __init__(
+        self,
+        k: int,
+        rule: Literal["continuous", "hard", "stochastic", "concrete"] = "continuous",
+        mode: TemperatureMode = "code",
+    ) -> None:
+        super().__init__()
+        if rule not in ("continuous", "hard", "stochastic", "concrete"):
+            raise ValueError(f"rule must be continuous/hard/stochastic/concrete, got {rule!r}")
+        self.k, self.rule, self.mode = k, rule, mode
+
+    def forward(
+        self,
+        logits: Tensor,
+        temperature: Tensor | float | None = None,
+        mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        if self.rule == "continuous":
+            return neural_knn(logits, self.k, temperature, mask, mode=self.mode)
+        if self.rule == "hard":
+            return hard_knn(logits, self.k, mask)
+        if self.rule == "stochastic":
+            return stochastic_knn(logits, self.k, temperature, mask, generator=generator)
+        return concrete_knn(logits, self.k, temperature, mask, generator=generator)
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, rule={self.rule!r}, mode={self.mode!r}"
