@@ -73,6 +73,28 @@ def log1mexp(a: Tensor) -> Tensor:
     return _Log1mExp.apply(a)
 
 
+class _Log1mSoftmax(torch.autograd.Function):
+    """log(1 - w) for the rows of a softmax, given log w and w (a cheaper log1mexp).
+
+    In a row of softmax weights only the largest can exceed 1/2, so ``log1p(-w)`` is accurate
+    everywhere else and the largest alone goes through ``log(-expm1(log w))``.
+    """
+
+    @staticmethod
+    def forward(ctx, log_w: Tensor, w: Tensor) -> Tensor:  # type: ignore[override]
+        out = torch.log1p(-w)
+        top = log_w.argmax(-1, keepdim=True)
+        out.scatter_(-1, top, torch.log(-torch.expm1(log_w.gather(-1, top))))
+        ctx.save_for_backward(w, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        w, out = ctx.saved_tensors
+        # -w / (1 - w), with 1 - w = exp(out) exact and the authors' 1e-7 guard.
+        return grad * (-w / (torch.exp(out) + _GUARD)), None
+
+
 def _check_logits(logits: Tensor, k: int, mask: Tensor | None) -> Tensor:
     """Validate arguments and return the logits with masked candidates set to -inf."""
     if not isinstance(logits, Tensor) or logits.dim() < 1:
@@ -118,6 +140,15 @@ def _check_temperature(temperature: Tensor | float | None, logits: Tensor) -> Te
     return t
 
 
+def _divide(alpha: Tensor, t: Tensor) -> Tensor:
+    """``alpha / t`` with ``-inf`` entries (masked or already chosen candidates) kept out of
+    the division: their gradient to ``t`` would be ``0 * inf = NaN``."""
+    dead = alpha == -math.inf
+    if not bool(dead.any()):
+        return alpha / t
+    return (alpha.masked_fill(dead, 0.0) / t).masked_fill(dead, -math.inf)
+
+
 def neural_knn(
     logits: Tensor,
     k: int,
@@ -154,16 +185,19 @@ def neural_knn(
     """
     if mode not in ("code", "paper"):
         raise ValueError(f"mode must be 'code' or 'paper', got {mode!r}")
-    alpha = _check_logits(logits, k, mask)
     t = _check_temperature(temperature, logits)
     if t is not None and mode == "code":
-        alpha = alpha / t
+        # Scale before masking: masked logits then never meet the division (cheaper than
+        # guarding -inf entries against a NaN gradient for t).
+        logits = _divide(logits, t)
+    alpha = _check_logits(logits, k, mask)
     weights = []
     for _ in range(k):
-        scaled = alpha / t if (t is not None and mode == "paper") else alpha
+        scaled = _divide(alpha, t) if (t is not None and mode == "paper") else alpha
         log_w = torch.log_softmax(scaled, dim=-1)
-        weights.append(log_w.exp())
-        alpha = alpha + log1mexp(log_w)  # Eq. 10, in log space: a + log(1 - w)
+        w = log_w.exp()
+        weights.append(w)
+        alpha = alpha + _Log1mSoftmax.apply(log_w, w)  # Eq. 10 in log space: a + log(1 - w)
     return torch.stack(weights, dim=-2)
 
 
@@ -212,7 +246,7 @@ def stochastic_knn(
     """
     alpha = _check_logits(logits, k, mask)
     t = _check_temperature(temperature, logits)
-    scaled = alpha / t if t is not None else alpha
+    scaled = _divide(alpha, t) if t is not None else alpha
     # Gumbel-top-k draws k items without replacement with exactly Eq. 5's probabilities.
     perturbed = scaled + _gumbel(scaled.shape, scaled, generator)
     return hard_knn(perturbed.detach(), k)
@@ -240,7 +274,7 @@ def concrete_knn(
     weights = []
     for _ in range(k):
         noisy = alpha + _gumbel(alpha.shape, alpha, generator)
-        log_w = torch.log_softmax(noisy / t if t is not None else noisy, dim=-1)
+        log_w = torch.log_softmax(_divide(noisy, t) if t is not None else noisy, dim=-1)
         weights.append(log_w.exp())
         alpha = alpha + log1mexp(log_w)
     return torch.stack(weights, dim=-2)

@@ -42,7 +42,7 @@ class TestLoadGray:
         default = np.asarray(Image.fromarray(pixels).convert("L")).astype(np.float32) / 255
         assert not np.array_equal(ours, default)
 
-    def test_grey_and_palette_input(self, tmp_path: Path) -> None:
+    def test_grey_input_unchanged(self, tmp_path: Path) -> None:
         grey = _rgb(2)[:, :, 0]
         Image.fromarray(grey).save(tmp_path / "g.png")
         x = load_gray_protocol(tmp_path / "g.png")

@@ -171,35 +171,48 @@ def window_aggregate_reference(
 
 @dataclass(frozen=True)
 class _AxisTiles:
-    """Tiling of one grid axis: query slots and union-window slots per tile (padded)."""
+    """Tiling of one grid axis: query slots and union-window slots per tile (padded).
 
-    query: Tensor  # (T, q) grid index, n (a dummy) for padding
-    union: Tensor  # (T, u) grid index, n (a dummy) for padding
+    A slot holding ``n`` (patches) or ``n + m - 1`` (cells) is a dummy: padding to equal sizes.
+    """
+
+    query: Tensor  # (T, q) patch index of each query slot
+    union: Tensor  # (T, u) patch index of each union-window slot
     inside: Tensor  # (T, q, u) bool: union slot inside the query's window
+    query_cells: Tensor  # (T, q + m - 1) cell index of the cells the tile's queries cover
+    union_cells: Tensor  # (T, u + m - 1) cell index of the cells the union's patches cover
     count: list[int]  # real queries per tile
-    n: int  # grid size of the axis
+    n: int  # patch-grid size of the axis
+    cells: int  # cell-grid size of the axis, n + m - 1
 
 
-def _axis_tiles(n: int, window: int, tile: int, device: torch.device) -> _AxisTiles:
-    m = min(window, n)
+def _axis_tiles(n: int, window: int, tile: int, m: int, device: torch.device) -> _AxisTiles:
+    w = min(window, n)
     if n <= window:
         tile = n  # every query's window is the whole axis: one tile is exact and dense
     starts = window_starts(n, window)
     tiles = [(a, min(a + tile, n)) for a in range(0, n, tile)]
-    unions = [(int(starts[a]), int(starts[b - 1]) + m) for a, b in tiles]
+    unions = [(int(starts[a]), int(starts[b - 1]) + w) for a, b in tiles]
     u = max(hi - lo for lo, hi in unions)
+    cells = n + m - 1
     query = torch.full((len(tiles), tile), n, dtype=torch.long)
     union = torch.full((len(tiles), u), n, dtype=torch.long)
+    query_cells = torch.full((len(tiles), tile + m - 1), cells, dtype=torch.long)
+    union_cells = torch.full((len(tiles), u + m - 1), cells, dtype=torch.long)
     inside = torch.zeros(len(tiles), tile, u, dtype=torch.bool)
     for t, ((a, b), (lo, hi)) in enumerate(zip(tiles, unions, strict=True)):
         query[t, : b - a] = torch.arange(a, b)
         union[t, : hi - lo] = torch.arange(lo, hi)
+        query_cells[t, : b - a + m - 1] = torch.arange(a, b + m - 1)
+        union_cells[t, : hi - lo + m - 1] = torch.arange(lo, hi + m - 1)
         s = starts[a:b, None]  # (q, 1)
-        inside[t, : b - a, : hi - lo] = (union[t, None, : hi - lo] >= s) & (
-            union[t, None, : hi - lo] < s + m
-        )
+        slots = union[t, None, : hi - lo]
+        inside[t, : b - a, : hi - lo] = (slots >= s) & (slots < s + w)
     return _AxisTiles(
-        query.to(device), union.to(device), inside.to(device), [b - a for a, b in tiles], n
+        *(x.to(device) for x in (query, union, inside, query_cells, union_cells)),
+        count=[b - a for a, b in tiles],
+        n=n,
+        cells=cells,
     )
 
 
@@ -227,6 +240,120 @@ def _tile_row_mask(rows: _AxisTiles, cols: _AxisTiles, r: int) -> tuple[Tensor, 
     return valid.reshape(tc, qr * qc, ur * uc), for_weights.reshape(tc, qr * qc, ur * uc)
 
 
+def _flat(r_idx: Tensor, c_idx: Tensor, n_rows: int, n_cols: int) -> Tensor:
+    """Row slots (a,) x column slots (TC, c) -> flat index (TC, a * c); dummy -> n_rows * n_cols."""
+    idx = r_idx[:, None] * n_cols + c_idx[:, None, :]
+    dummy = (r_idx[:, None] >= n_rows) | (c_idx[:, None, :] >= n_cols)
+    return idx.masked_fill(dummy, n_rows * n_cols).flatten(-2)
+
+
+class _PatchEngine:
+    """Tile products on whole patch vectors (any patch size and stride)."""
+
+    def __init__(
+        self,
+        emb: Tensor,
+        val: Tensor,
+        rows: _AxisTiles,
+        cols: _AxisTiles,
+        patch_size: int,
+        stride: int,
+    ) -> None:
+        self.rows, self.cols, self.p, self.s = rows, cols, patch_size, stride
+        # One zero row at flat index L stands for every dummy grid slot.
+        self.e = F.pad(extract_patches(emb, patch_size, stride), (0, 0, 0, 1))  # (B, L+1, D)
+        self.y = F.pad(extract_patches(val, patch_size, stride), (0, 0, 0, 1))  # (B, L+1, V)
+        self.cy = val.shape[1]
+
+    def dots(self, r: int) -> Tensor:
+        """Patch dot products of tile-row ``r``: (B, TC, Q, U)."""
+        rows, cols = self.rows, self.cols
+        q = _flat(rows.query[r], cols.query, rows.n, cols.n)  # (TC, Q)
+        u = _flat(rows.union[r], cols.union, rows.n, cols.n)  # (TC, U)
+        return torch.matmul(self.e[:, q], self.e[:, u].transpose(-1, -2))
+
+    def aggregate(self, r: int, w: Tensor) -> Tensor:
+        """Fold the weighted candidates of tile-row ``r`` into a stripe (B, K*C_Y, h, W')."""
+        rows, cols, p, s = self.rows, self.cols, self.p, self.s
+        b, tc, qn, k, _ = w.shape
+        u = _flat(rows.union[r], cols.union, rows.n, cols.n)
+        agg = torch.matmul(w.flatten(2, 3), self.y[:, u])  # (B, TC, Q*K, V)
+        qr, qc = rows.query.shape[1], cols.query.shape[1]
+        agg = agg.reshape(b, tc, qr, qc, k, self.cy * p * p)
+        agg = agg.permute(0, 4, 5, 2, 1, 3).reshape(b * k, self.cy * p * p, qr, tc * qc)
+        height, width = (qr - 1) * s + p, (tc * qc - 1) * s + p
+        stripe = F.fold(agg.flatten(2), (height, width), p, stride=s)
+        return stripe.reshape(b, k * self.cy, height, width)
+
+
+class _CellEngine:
+    """Tile products on ``stride x stride`` cells, exact when ``patch_size = m * stride``.
+
+    A patch is ``m x m`` cells, so a patch dot product is the sum of ``m * m`` cell dot products
+    along a diagonal of the cell Gram matrix, and the fold of aggregated patches is a product of
+    the cell Gram's transpose pattern with the candidates' cells (see n3_block_cost.md). Both
+    products shrink by about ``m * m`` against whole patches.
+    """
+
+    def __init__(
+        self,
+        emb: Tensor,
+        val: Tensor,
+        rows: _AxisTiles,
+        cols: _AxisTiles,
+        patch_size: int,
+        stride: int,
+    ) -> None:
+        self.rows, self.cols, self.s, self.m = rows, cols, stride, patch_size // stride
+        self.e = F.pad(extract_patches(emb, stride, stride), (0, 0, 0, 1))  # (B, cells+1, Dc)
+        self.y = F.pad(extract_patches(val, stride, stride), (0, 0, 0, 1))  # (B, cells+1, Vc)
+        self.cy = val.shape[1]
+
+    def _cells(self, r: int) -> tuple[Tensor, Tensor]:
+        rows, cols = self.rows, self.cols
+        q = _flat(rows.query_cells[r], cols.query_cells, rows.cells, cols.cells)
+        u = _flat(rows.union_cells[r], cols.union_cells, rows.cells, cols.cells)
+        return q, u
+
+    def dots(self, r: int) -> Tensor:
+        """Patch dot products of tile-row ``r`` from cell products: (B, TC, Q, U)."""
+        m = self.m
+        qr, qc = self.rows.query.shape[1], self.cols.query.shape[1]
+        ur, uc = self.rows.union.shape[1], self.cols.union.shape[1]
+        q, u = self._cells(r)
+        g = torch.matmul(self.e[:, q], self.e[:, u].transpose(-1, -2))  # (B, TC, Q', U')
+        g = g.reshape(*g.shape[:2], qr + m - 1, qc + m - 1, ur + m - 1, uc + m - 1)
+        dots = sum(
+            g[:, :, dy : dy + qr, dx : dx + qc, dy : dy + ur, dx : dx + uc]
+            for dy in range(m)
+            for dx in range(m)
+        )
+        return dots.reshape(*g.shape[:2], qr * qc, ur * uc)
+
+    def aggregate(self, r: int, w: Tensor) -> Tensor:
+        """Fold the weighted candidates of tile-row ``r`` into a stripe (B, K*C_Y, h, W')."""
+        m, s, cy = self.m, self.s, self.cy
+        b, tc, _, k, _ = w.shape
+        qr, qc = self.rows.query.shape[1], self.cols.query.shape[1]
+        ur, uc = self.rows.union.shape[1], self.cols.union.shape[1]
+        w = w.reshape(b, tc, qr, qc, k, ur, uc).permute(0, 1, 4, 2, 3, 5, 6)
+        # omega[v, c'] = sum over cell offsets d of w[v - d, c' - d]: which candidate cell feeds
+        # which output cell, summed over the (up to m * m) patches covering the output cell.
+        omega = w.new_zeros(b, tc, k, qr + m - 1, qc + m - 1, ur + m - 1, uc + m - 1)
+        for dy in range(m):
+            for dx in range(m):
+                omega[..., dy : dy + qr, dx : dx + qc, dy : dy + ur, dx : dx + uc] += w
+        _, u = self._cells(r)
+        omega = omega.reshape(b, tc, k, (qr + m - 1) * (qc + m - 1), -1)
+        out = torch.matmul(omega, self.y[:, u].unsqueeze(2))  # (B, TC, K, Q', Vc)
+        hr, hc = qr + m - 1, qc + m - 1
+        out = out.reshape(b, tc, k, hr, hc, cy, s, s).permute(0, 2, 5, 3, 6, 4, 7, 1)
+        out = out.reshape(b * k, cy * hr * s * hc * s, tc)
+        width = ((tc - 1) * qc + hc) * s
+        stripe = F.fold(out, (hr * s, width), (hr * s, hc * s), stride=(1, qc * s))
+        return stripe.reshape(b, k * cy, hr * s, width)
+
+
 def window_aggregate_fast(
     embedding: Tensor,
     values: Tensor,
@@ -239,11 +366,13 @@ def window_aggregate_fast(
     temperature: Tensor | None = None,
     logits_fn: Callable[[Tensor, Tensor | None], Tensor] | None = None,
     tile: int = 4,
+    cells: bool | None = None,
 ) -> Tensor:
     """Neighbour volumes by tiled matrix products; same result as the reference.
 
     See :func:`window_aggregate_reference` for the arguments and the module docstring for the
-    method. ``tile`` is the side of a query tile in grid cells.
+    method. ``tile`` is the side of a query tile in grid cells. ``cells`` chooses the cell
+    formulation (default: whenever ``patch_size`` is a multiple of ``stride``).
 
     Shape:
         embedding: (B, C_E, H, W), values: (B, C_Y, H, W) -> (B, K, C_Y, H, W).
@@ -251,68 +380,56 @@ def window_aggregate_fast(
     n1, n2 = _check(embedding, values, k, patch_size, stride, search_window)
     if not isinstance(tile, int) or tile < 1:
         raise ValueError(f"tile must be a positive integer, got {tile!r}")
+    if cells is None:
+        cells = patch_size % stride == 0
+    elif cells and patch_size % stride:
+        raise ValueError(f"cells needs patch_size % stride == 0, got {patch_size} % {stride}")
     b, cy = values.shape[:2]
-    dev = embedding.device
-    rows = _axis_tiles(n1, search_window, tile, dev)
-    cols = _axis_tiles(n2, search_window, tile, dev)
-    e = extract_patches(embedding, patch_size, stride)  # (B, L, D)
-    y = extract_patches(values, patch_size, stride)  # (B, L, V)
-    # One zero row at flat index L stands for every padded (dummy) grid slot.
-    e = F.pad(e, (0, 0, 0, 1))
-    y = F.pad(y, (0, 0, 0, 1))
-    sq = (e * e).sum(-1)  # (B, L + 1)
-    lflat = n1 * n2
-
-    def flat(r_idx: Tensor, c_idx: Tensor) -> Tensor:
-        # (..., a) rows x (..., c) cols -> flat grid index, dummy -> L
-        idx = r_idx[..., :, None] * n2 + c_idx[..., None, :]
-        dummy = (r_idx[..., :, None] >= n1) | (c_idx[..., None, :] >= n2)
-        return idx.masked_fill(dummy, lflat)
-
-    t_all = _temperature_per_query(temperature, b, lflat)
+    m = patch_size // stride if cells else 1
+    rows = _axis_tiles(n1, search_window, tile, m, embedding.device)
+    cols = _axis_tiles(n2, search_window, tile, m, embedding.device)
+    engine_cls = _CellEngine if cells else _PatchEngine
+    engine = engine_cls(embedding, values, rows, cols, patch_size, stride)
+    # Squared norms of the patch vectors, one zero for the dummy slot: (B, L + 1).
+    sq = F.avg_pool2d((embedding * embedding).sum(1, keepdim=True), patch_size, stride)
+    sq = F.pad(sq.flatten(1) * (patch_size * patch_size), (0, 1))
+    t_all = _temperature_per_query(temperature, b, n1 * n2)
     if t_all is not None:
         t_all = F.pad(t_all, (0, 0, 0, 1), value=1.0)  # (B, L + 1, 1)
 
-    # Stage 1: logits of every tile (B, TR, TC, Q, U): small, O(L * U).
-    logits_rows, masks, wmasks, q_rows, u_rows = [], [], [], [], []
-    for r in range(rows.query.shape[0]):
-        q_idx = flat(rows.query[r], cols.query).flatten(-2)  # (TC, Q)
-        u_idx = flat(rows.union[r], cols.union).flatten(-2)  # (TC, U)
-        eq = e[:, q_idx]  # (B, TC, Q, D)
-        eu = e[:, u_idx]  # (B, TC, U, D)
-        dots = torch.matmul(eq, eu.transpose(-1, -2))  # (B, TC, Q, U)
-        dist = sq[:, q_idx, None] + sq[:, None, u_idx].transpose(1, 2) - 2 * dots
-        logits_rows.append(-dist.clamp_min(0))
-        valid, for_weights = _tile_row_mask(rows, cols, r)
-        masks.append(valid)
-        wmasks.append(for_weights)
-        q_rows.append(q_idx)
-        u_rows.append(u_idx)
-    logits = torch.stack(logits_rows, 1)  # (B, TR, TC, Q, U)
+    # Stage 1: logits of every tile, (B, TR, TC, Q, U): O(L * U) memory, a few floats per pixel.
+    n_rows = rows.query.shape[0]
+    logits, valid, for_weights, queries = [], [], [], []
+    for r in range(n_rows):
+        q = _flat(rows.query[r], cols.query, n1, n2)  # (TC, Q)
+        u = _flat(rows.union[r], cols.union, n1, n2)  # (TC, U)
+        dist = sq[:, q, None] + sq[:, None, u].transpose(1, 2) - 2 * engine.dots(r)
+        logits.append(-dist.clamp_min(0))
+        mask_r, weights_r = _tile_row_mask(rows, cols, r)
+        valid.append(mask_r)
+        for_weights.append(weights_r)
+        queries.append(q)
+    logits = torch.stack(logits, 1)
     if logits_fn is not None:
-        logits = logits_fn(logits, torch.stack(masks, 0).expand_as(logits))
-    mask = torch.stack(wmasks, 0).expand_as(logits)  # (B, TR, TC, Q, U)
+        logits = logits_fn(logits, torch.stack(valid, 0).expand_as(logits))
 
     # Stage 2: weights, aggregation and folding, one row of tiles at a time.
-    size = tuple(values.shape[-2:])
-    out = values.new_zeros(b, k * cy, *size)
+    hp, wp = values.shape[-2:]
     qr, qc = rows.query.shape[1], cols.query.shape[1]
-    for r in range(rows.query.shape[0]):
-        t = t_all[:, q_rows[r]] if t_all is not None else None  # (B, TC, Q, 1)
-        w = weight_fn(logits[:, r], t, mask[:, r])  # (B, TC, Q, K, U)
-        w = w.masked_fill(~mask[:, r, :, :, None, :], 0.0)
-        agg = torch.matmul(w.flatten(2, 3), y[:, u_rows[r]])  # (B, TC, Q*K, V)
-        # Arrange the tile row's queries as a (qr, TC*qc) patch grid and fold it as a stripe.
-        agg = agg.reshape(b, -1, qr, qc, k, cy * patch_size**2)
-        agg = agg.permute(0, 4, 5, 2, 1, 3).reshape(b * k, cy * patch_size**2, qr, -1)
-        nr = rows.count[r]
-        agg = agg[:, :, :nr, :n2].reshape(b * k, cy * patch_size**2, nr * n2)
-        height = (nr - 1) * stride + patch_size
-        stripe = F.fold(agg, (height, size[1]), patch_size, stride=stride)
-        top = int(rows.query[r, 0]) * stride
-        out[:, :, top : top + height] += stripe.reshape(b, k * cy, height, size[1])
-    out = out / overlap_count(size, patch_size, stride, out)
-    return out.reshape(b, k, cy, *size)
+    out_h = (n_rows * qr - 1) * stride + patch_size
+    out_w = (cols.query.shape[0] * qc - 1) * stride + patch_size
+    out = values.new_zeros(b, k * cy, max(out_h, hp), max(out_w, wp))
+    for r in range(n_rows):
+        t = t_all[:, queries[r]] if t_all is not None else None  # (B, TC, Q, 1)
+        w = weight_fn(logits[:, r], t, for_weights[r])  # (B, TC, Q, K, U)
+        real_q = (queries[r] < n1 * n2)[None, :, :, None, None]
+        w = w.masked_fill(~(for_weights[r][None, :, :, None, :] & real_q), 0.0)
+        stripe = engine.aggregate(r, w)
+        top = r * qr * stride
+        out[:, :, top : top + stripe.shape[2], : stripe.shape[3]] += stripe
+    out = out[:, :, :hp, :wp]
+    out = out / overlap_count((hp, wp), patch_size, stride, out)
+    return out.reshape(b, k, cy, hp, wp)
 
 
 def window_aggregate(
