@@ -13,12 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from n3net._memory import trim_cpu_heap
 from n3net.blocks.embed import conv_embedding
 from n3net.knn import NeuralKNN
 from n3net.ops.patches import pad_for_patches, patch_padding
 from n3net.ops.windows import Impl, window_aggregate
 
 __all__ = ["LogitsBatchNorm", "N3Block2d", "patch_temperature"]
+
+# Inference on images at least this large gives freed heap memory back to the OS afterwards.
+_TRIM_PIXELS = 256 * 256
 
 
 class LogitsBatchNorm(nn.BatchNorm1d):
@@ -206,18 +210,22 @@ class N3Block2d(nn.Module):
                     (1,), self.fixed_temperature, dtype=emb.dtype, device=emb.device
                 ).expand(x.shape[0], *(((n - p) // s + 1) for n in emb.shape[-2:]))
             )
-        volumes = window_aggregate(
-            emb,
-            y_pad,
-            self.k,
-            lambda logits, t, mask: self.knn(logits, t, mask),
-            patch_size=p,
-            stride=s,
-            search_window=self.search_window,
-            temperature=temperature,
-            logits_fn=self.logits_bn,
-            impl=self.impl,
-        )
+        # Distances |a|^2 + |b|^2 - 2<a, b> cancel badly in half precision: under autocast the
+        # matching and aggregation run in float32 (the embedding CNNs may still use bf16).
+        dtype = torch.promote_types(y_pad.dtype, torch.float32)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            volumes = window_aggregate(
+                emb.to(dtype),
+                y_pad.to(dtype),
+                self.k,
+                lambda logits, t, mask: self.knn(logits, t, mask),
+                patch_size=p,
+                stride=s,
+                search_window=self.search_window,
+                temperature=None if temperature is None else temperature.to(dtype),
+                logits_fn=self.logits_bn,
+                impl=self.impl,
+            )
         top, _ = patch_padding(h, p, s)
         left, _ = patch_padding(w, p, s)
         return volumes[..., top : top + h, left : left + w]
@@ -225,6 +233,19 @@ class N3Block2d(nn.Module):
     def forward(self, x: Tensor, values: Tensor | None = None) -> Tensor:
         y = x if values is None else values
         volumes = self.neighbours(x, values)  # (B, K, C_Y, H, W)
+        if not torch.is_grad_enabled():
+            # Inference: write straight into the output, no temporary volume-sized copies.
+            b, k, c, h, w = volumes.shape
+            out = y.new_empty(b, c * (k + 1), h, w)
+            out[:, :c] = y
+            rest = out[:, c:].view(b, k, c, h, w)
+            rest.copy_(volumes)
+            if self.output == "residual":
+                rest.sub_(y[:, None])
+            del volumes, rest
+            if out.device.type == "cpu" and h * w >= _TRIM_PIXELS:
+                trim_cpu_heap()
+            return out
         if self.output == "residual":
             volumes = volumes - y[:, None]
         return torch.cat([y, volumes.flatten(1, 2)], dim=1)

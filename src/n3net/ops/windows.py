@@ -428,7 +428,7 @@ def window_aggregate_fast(
         top = r * qr * stride
         out[:, :, top : top + stripe.shape[2], : stripe.shape[3]] += stripe
     out = out[:, :, :hp, :wp]
-    out = out / overlap_count((hp, wp), patch_size, stride, out)
+    out.div_(overlap_count((hp, wp), patch_size, stride, out))  # in place: saves a copy
     return out.reshape(b, k, cy, hp, wp)
 
 

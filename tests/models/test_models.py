@@ -1,0 +1,182 @@
+"""Denoising models: forward/backward of every architecture, layouts, parameter counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from n3net.models import (
+    DnCNN,
+    DnCNNBlock,
+    KNNDenoiser,
+    N3NetDenoiser,
+    create_model,
+    init_dncnn_,
+    list_architectures,
+    save_model,
+)
+
+
+def _n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("arch", list_architectures())
+def test_forward_backward(arch: str) -> None:
+    model = create_model(arch).train()
+    x = torch.rand(2, 1, 40, 40)  # 7x7 patch grid: 48 candidates in the 15x15 window
+    out = model(x)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    out.square().mean().backward()
+    frozen = getattr(model, "predenoiser", None)
+    frozen_ids = {id(p) for p in frozen.parameters()} if frozen is not None else set()
+    for name, p in model.named_parameters():
+        if id(p) in frozen_ids:
+            assert not p.requires_grad and p.grad is None, name
+            continue
+        assert p.grad is not None, f"{name} got no gradient"
+        assert torch.isfinite(p.grad).all(), name
+    assert any(p.grad.abs().sum() > 0 for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize(
+    ("arch", "count", "paper"),
+    [("dncnn", 556_097, 556e3), ("n3net", 705_511, 705.5e3), ("n3net-light", 427_348, 427e3)],
+)
+def test_parameter_counts(arch: str, count: int, paper: float) -> None:
+    n = _n_params(create_model(arch))
+    assert n == count
+    assert abs(n - paper) / paper < 1e-3
+
+
+def test_dncnn18_and_colour() -> None:
+    assert _n_params(create_model("dncnn", depth=18)) == 556_097 + 64 * 64 * 9 + 128
+    model = create_model("dncnn", channels=3).eval()
+    assert model(torch.rand(1, 3, 13, 17)).shape == (1, 3, 13, 17)
+    n3 = create_model("n3net", channels=3, k=3).eval()
+    assert n3(torch.rand(1, 3, 31, 27)).shape == (1, 3, 31, 27)
+
+
+def test_n3net_layout() -> None:
+    model = N3NetDenoiser()
+    keys = set(model.state_dict())
+    layer1 = {k.split(".")[3] for k in keys if k.startswith("blocks.0.layer1.")}
+    assert layer1 == {"0", "1", "3", "4", "6", "7", "9", "10"}
+    assert not any(".bn1." in k for k in keys)
+    for sub in ("embedding.6.bias", "temperature_net.6.bias", "logits_bn.running_var"):
+        assert f"n3.1.{sub}" in keys
+    assert [b.conv1.in_channels for b in model.blocks] == [1, 64, 64]
+    assert [b.conv2.out_channels for b in model.blocks] == [8, 8, 1]
+    light = create_model("n3net-light", k=4, nl_channels=6)
+    assert len(light.blocks) == 2 and len(light.n3) == 1
+    assert light.blocks[1].conv1.in_channels == 6 * 5
+
+
+def test_dncnn_block_residual() -> None:
+    block = DnCNNBlock(5, 3, depth=3, features=4)
+    nn.init.zeros_(block.conv2.weight)
+    nn.init.zeros_(block.conv2.bias)
+    x = torch.randn(2, 5, 6, 7)
+    torch.testing.assert_close(block(x), x[:, :3])
+    wide = DnCNNBlock(1, 8, depth=2, features=4)
+    nn.init.zeros_(wide.conv2.weight)
+    nn.init.zeros_(wide.conv2.bias)
+    out = wide(x[:, :1])
+    torch.testing.assert_close(out[:, :1], x[:, :1])
+    assert (out[:, 1:] == 0).all()
+    plain = DnCNN(depth=3, residual=False)
+    nn.init.zeros_(plain.conv2.weight)
+    nn.init.zeros_(plain.conv2.bias)
+    assert (plain(x[:, :1]) == 0).all()
+
+
+def test_init_dncnn() -> None:
+    model = DnCNN(depth=4, features=128)
+    w = model.layer1[0].weight
+    assert abs(w.std().item() - (2 / (128 * 9)) ** 0.5) < 1e-3
+    assert (model.conv1.bias == 0).all() and (model.layer1[1].weight == 1).all()
+    init_dncnn_(model, "orthogonal")
+    flat = model.layer1[0].weight.reshape(128, -1)
+    gain2 = 2.0  # relu gain squared
+    torch.testing.assert_close(flat @ flat.T, gain2 * torch.eye(128), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="method"):
+        init_dncnn_(model, "xavier")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("arch", ["dncnn", "n3net", "knn-noisy"])
+def test_input_checks(arch: str) -> None:
+    model = create_model(arch)
+    with pytest.raises(ValueError, match=r"input must be \(B, 1, H, W\), got \(1, 3, 40, 40\)"):
+        model(torch.rand(1, 3, 40, 40))
+
+
+def test_bad_config() -> None:
+    with pytest.raises(ValueError, match="depth"):
+        DnCNN(depth=1)
+    with pytest.raises(ValueError, match="n_blocks"):
+        N3NetDenoiser(n_blocks=0)
+    with pytest.raises(ValueError, match="match"):
+        KNNDenoiser(match="bm3d")  # type: ignore[arg-type]
+
+
+def test_n3net_image_too_small() -> None:
+    with pytest.raises(ValueError, match="too small"):
+        create_model("n3net").eval()(torch.rand(1, 1, 12, 12))
+
+
+def test_knn_noisy_matches_on_the_input() -> None:
+    model = create_model("knn-noisy").eval()
+    assert _n_params(model) == _n_params(create_model("n3net")) - 2 * 88_651
+    assert all(isinstance(b.embedding, nn.Identity) and b.temperature_net is None for b in model.n3)
+    assert all(b.knn.rule == "hard" and b.logits_bn is None for b in model.n3)
+    # Hand check on a 3x3 grid of non-overlapping 2x2 patches, k = 1: neighbour 1 of each
+    # patch is the Y patch at the position of the nearest *guide* patch.
+    small = create_model("knn-noisy", k=1, patch_size=2, stride=2, search_window=3, depth=2)
+    guide, values = torch.rand(1, 1, 6, 6), torch.rand(1, 8, 6, 6)
+    out = small.n3[0](guide, values=values)
+    assert out.shape == (1, 16, 6, 6)
+    patches = [(i, j) for i in range(3) for j in range(3)]
+    for i, j in patches:
+        q = guide[0, 0, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2]
+        dist = {
+            (a, b): ((guide[0, 0, 2 * a : 2 * a + 2, 2 * b : 2 * b + 2] - q) ** 2).sum().item()
+            for a, b in patches
+            if (a, b) != (i, j)
+        }
+        a, b = min(dist, key=dist.get)
+        want = values[0, :, 2 * a : 2 * a + 2, 2 * b : 2 * b + 2]
+        got = out[0, 8:, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2]
+        torch.testing.assert_close(got, want - values[0, :, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2])
+
+
+def test_knn_dncnn_predenoiser(tmp_path) -> None:
+    model = create_model("knn-dncnn")
+    pre = model.predenoiser
+    assert isinstance(pre, DnCNN) and len(pre.layer1) == 15 * 3
+    model.train()
+    assert model.training and not pre.training
+    x = torch.rand(1, 1, 40, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(model.guide(x), pre(x))
+    trained = DnCNN()
+    save_model(trained, tmp_path / "dncnn.safetensors")
+    model.load_predenoiser(tmp_path / "dncnn.safetensors")
+    assert torch.equal(pre.conv1.weight, trained.conv1.weight)
+    with pytest.raises(ValueError, match="no pre-denoiser"):
+        create_model("knn-noisy").load_predenoiser(trained)
+    free = create_model("knn-dncnn", freeze_predenoiser=False).train()
+    assert free.predenoiser.training and all(p.requires_grad for p in free.parameters())
+
+
+def test_concrete_is_stochastic() -> None:
+    model = create_model("concrete").eval()
+    assert all(b.knn.rule == "concrete" for b in model.n3)
+    x = torch.rand(1, 1, 40, 40)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        a = model(x)
+        torch.manual_seed(1)
+        b = model(x)
+        c = model(x)
+    assert torch.equal(a, b) and not torch.equal(a, c)

@@ -1,0 +1,194 @@
+"""The training loop: schedule, parameter groups, a run's outputs, exact resume, run folders."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import n3net.train.loop as loop
+from n3net.models import load_model
+from n3net.train.checkpoint import load_checkpoint
+from n3net.train.loop import lr_at, param_groups, train
+
+
+def test_lr_schedule_endpoints() -> None:
+    assert lr_at(0.0, 1e-3, 1e-6) == 1e-3
+    assert math.isclose(lr_at(1.0, 1e-3, 1e-6), 1e-6)
+    assert math.isclose(lr_at(0.5, 1e-3, 1e-6), 10**-4.5)
+    assert math.isclose(lr_at(2.0, 1e-3, 1e-6), 1e-6)  # clamped past the end
+    # [code]: 1e-3 * 10^(-3 e / 50) after e of 50 epochs.
+    assert math.isclose(lr_at(20 / 50, 1e-3, 1e-6), 1e-3 * 10 ** (-3 * 20 / 50))
+
+
+def test_param_groups_decay_conv_weights_and_bn_scales() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 1, 3, bias=False))
+    model.register_parameter("scale", nn.Parameter(torch.ones(1)))
+    decay, rest = param_groups(model, 1e-4)
+    assert decay["weight_decay"] == 1e-4 and rest["weight_decay"] == 0.0
+    ids = {id(p) for p in decay["params"]}
+    assert ids == {id(model[0].weight), id(model[1].weight), id(model[2].weight)}
+    undecayed = {id(model[0].bias), id(model[1].bias), id(model.scale)}
+    assert {id(p) for p in rest["params"]} == undecayed
+
+
+def _rows(out_dir: Path) -> list[dict[str, str]]:
+    with (out_dir / "log.csv").open() as file:
+        return list(csv.DictReader(file))
+
+
+def test_run_writes_outputs(make_config: Any) -> None:
+    config = make_config(train={"ckpt_every": 5, "tensorboard": True})
+    result = train(config)
+    out = Path(config.train.out_dir)
+    pytest.importorskip("tensorboard")
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert result.steps == 12
+    for name in ("model.safetensors", "last.safetensors", "last.pt", "log.csv", "config.json",
+                 "summary.json", "curves.png"):  # fmt: skip
+        assert (out / name).is_file(), name
+    rows = _rows(out)
+    assert [int(r["step"]) for r in rows] == [2, 4, 6, 8, 10, 12]
+    assert [bool(r["val_psnr"]) for r in rows] == [False, True, False, True, False, True]
+    assert all(float(r["loss"]) > 0 for r in rows)
+    lrs = [float(r["lr"]) for r in rows]
+    assert lrs == sorted(lrs, reverse=True)
+    model = load_model(out / "model.safetensors")
+    assert model.metadata["sigma"] == "25" and model.metadata["steps"] == "12"
+    assert "best validation" in model.metadata["weights"]
+    assert isinstance(model(torch.rand(1, 1, 20, 20)), torch.Tensor)
+    state = load_checkpoint(out / "last.pt")
+    assert state["step"] == 12 and state["best"]["step"] == result.best_step
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_n3net_bf16_channels_last(make_config: Any) -> None:
+    model = {
+        "arch": "n3net",
+        "kwargs": {"k": 2, "depth": 3, "features": 8, "embed_features": 8, "search_window": 3},
+    }
+    config = make_config(
+        model=model,
+        data={"crop_size": 20},
+        train={"max_steps": 3, "amp": "bf16", "channels_last": True, "val_every": 0},
+    )
+    result = train(config)
+    assert result.steps == 3 and result.best_val_psnr is not None
+    assert load_model(Path(config.train.out_dir) / "model.safetensors").arch == "n3net"
+
+
+class _Crash(Exception):
+    pass
+
+
+def _crash_after(monkeypatch: pytest.MonkeyPatch, steps: int) -> None:
+    """Make train_step raise when called for step ``steps + 1`` (like a killed process)."""
+    real, calls = loop.train_step, []
+
+    def step(*args: Any, **kwargs: Any) -> torch.Tensor:
+        if len(calls) == steps:
+            raise _Crash
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_step", step)
+
+
+def _assert_same(a: Any, b: Any, where: str = "") -> None:
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{where}[{index}]")
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("sampler", ["device", "loader"])
+def test_exact_resume(make_config: Any, monkeypatch: pytest.MonkeyPatch, sampler: str) -> None:
+    """12 steps straight == 6 steps, a crash 3 steps later, resume from step 6, 6 more."""
+    sections = {"data": {"sampler": sampler}, "train": {"workers": 0, "ckpt_every": 6}}
+    straight = make_config("straight", **sections)
+    train(straight)
+    interrupted = make_config("interrupted", **sections)
+    _crash_after(monkeypatch, 9)
+    with pytest.raises(_Crash):
+        train(interrupted)
+    monkeypatch.undo()
+    out = Path(interrupted.train.out_dir)
+    assert load_checkpoint(out / "last.pt")["step"] == 6
+    assert max(int(r["step"]) for r in _rows(out)) == 8  # rows past the checkpoint
+    assert train(interrupted, resume="auto").steps == 12
+    a = load_checkpoint(Path(straight.train.out_dir) / "last.pt")
+    b = load_checkpoint(out / "last.pt")
+    for key in ("step", "model", "optimizer", "best", "rng", "last_val_psnr"):
+        _assert_same(a[key], b[key], key)
+    rows_a, rows_b = _rows(Path(straight.train.out_dir)), _rows(out)
+    drop = ("elapsed_s", "imgs_per_s")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in rows_a] == [
+        {k: v for k, v in r.items() if k not in drop} for r in rows_b
+    ]
+
+
+def test_interrupt_saves_checkpoint(make_config: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = make_config()
+    real, calls = loop.train_step, []
+
+    def step(*args: Any, **kwargs: Any) -> torch.Tensor:
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_step", step)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    assert load_checkpoint(Path(config.train.out_dir) / "last.pt")["step"] == 5
+
+
+def test_run_folder_protection(make_config: Any) -> None:
+    config = make_config(train={"max_steps": 2, "val_every": 0})
+    train(config)
+    with pytest.raises(FileExistsError, match="model.safetensors exists; pass --overwrite"):
+        train(config)
+    with pytest.raises(FileExistsError, match="model.safetensors exists"):
+        train(config, resume="auto")
+    assert train(config, overwrite=True).steps == 2
+    (Path(config.train.out_dir) / "model.safetensors").unlink()
+    with pytest.raises(FileExistsError, match="last.pt exists; pass --resume auto"):
+        train(config)
+    other = make_config(model={"kwargs": {"depth": 4}}, train={"max_steps": 4})
+    with pytest.raises(ValueError, match="resume with the same model"):
+        train(other, resume=str(Path(config.train.out_dir) / "last.pt"))
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        train(make_config("fresh"), resume=str(Path(config.train.out_dir) / "nope.pt"))
+
+
+def test_time_budget(make_config: Any) -> None:
+    config = make_config(train={"max_steps": None, "max_minutes": 0.02, "val_every": 0})
+    result = train(config)
+    assert result.steps > 0 and 0.02 <= result.minutes < 0.2
+    rows = _rows(Path(config.train.out_dir))
+    assert float(rows[-1]["lr"]) < 1e-3
+
+
+def test_validation_folder_and_no_validation(make_config: Any, tiny_root: Path) -> None:
+    config = make_config(data={"val_dir": str(tiny_root / "imgs")}, train={"max_steps": 2})
+    assert train(config).best_val_psnr is not None
+    config = make_config("noval", data={"val_images": 0}, train={"max_steps": 2})
+    result = train(config)
+    assert result.best_val_psnr is None
+    model = load_model(Path(config.train.out_dir) / "model.safetensors")
+    assert model.metadata["weights"] == "last"
+    with pytest.raises(ValueError, match="leaves no training images"):
+        train(make_config("all", data={"val_images": 8}))
