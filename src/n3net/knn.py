@@ -95,6 +95,12 @@ class _Log1mSoftmax(torch.autograd.Function):
         return grad * (-w / (torch.exp(out) + _GUARD)), None
 
 
+def _on_host(x: Tensor) -> bool:
+    """Whether value checks may read ``x``: on an accelerator they would synchronise the device
+    on every call, so checks that depend on values (NaN, counts) run for CPU tensors only."""
+    return x.device.type == "cpu"
+
+
 def _check_logits(logits: Tensor, k: int, mask: Tensor | None) -> Tensor:
     """Validate arguments and return the logits with masked candidates set to -inf."""
     if not isinstance(logits, Tensor) or logits.dim() < 1:
@@ -114,7 +120,7 @@ def _check_logits(logits: Tensor, k: int, mask: Tensor | None) -> Tensor:
         raise ValueError(
             f"mask of shape {tuple(mask.shape)} does not broadcast to logits {tuple(logits.shape)}"
         ) from None
-    if mask.numel() and int(mask.sum(-1).min()) < k:
+    if _on_host(mask) and mask.numel() and int(mask.sum(-1).min()) < k:
         raise ValueError(
             f"k must be <= the number of valid candidates of every query, got k={k} > "
             f"{int(mask.sum(-1).min())}"
@@ -126,9 +132,9 @@ def _check_temperature(temperature: Tensor | float | None, logits: Tensor) -> Te
     if temperature is None:
         return None
     t = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
-    if torch.isnan(t).any():
+    if _on_host(t) and torch.isnan(t).any():
         raise ValueError("temperature must not be NaN")
-    if (t <= 0).any():
+    if _on_host(t) and (t <= 0).any():
         raise ValueError("temperature must be > 0")
     try:
         torch.broadcast_shapes(t.shape, logits.shape)
@@ -144,7 +150,7 @@ def _divide(alpha: Tensor, t: Tensor) -> Tensor:
     """``alpha / t`` with ``-inf`` entries (masked or already chosen candidates) kept out of
     the division: their gradient to ``t`` would be ``0 * inf = NaN``."""
     dead = alpha == -math.inf
-    if not bool(dead.any()):
+    if _on_host(alpha) and not bool(dead.any()):
         return alpha / t
     return (alpha.masked_fill(dead, 0.0) / t).masked_fill(dead, -math.inf)
 

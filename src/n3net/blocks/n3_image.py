@@ -40,12 +40,18 @@ class LogitsBatchNorm(nn.BatchNorm1d):
 
     def forward(self, logits: Tensor, mask: Tensor | None = None) -> Tensor:  # type: ignore[override]
         if self.training:
-            valid = logits if mask is None else logits[mask]
-            n = valid.numel()
-            if n < 2:
+            # Masked moments by sums (no boolean indexing: that would synchronise a GPU).
+            if mask is None:
+                n = torch.tensor(float(logits.numel()), device=logits.device)
+                mean = logits.mean()
+                var = logits.var(unbiased=False)
+            else:
+                # where(), not a product with the mask: masked logits may be -inf.
+                n = mask.sum().to(logits.dtype)
+                mean = torch.where(mask, logits, 0.0).sum() / n
+                var = (torch.where(mask, logits, mean) - mean).square().sum() / n
+            if logits.device.type == "cpu" and n < 2:
                 raise ValueError("batch norm on logits needs at least 2 valid pairs in training")
-            mean = valid.mean()
-            var = valid.var(unbiased=False)
             with torch.no_grad():
                 self.num_batches_tracked += 1
                 m = self.momentum if self.momentum is not None else 0.1

@@ -23,6 +23,7 @@ Two implementations of :func:`window_aggregate` agree to rounding:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -114,7 +115,7 @@ def _temperature_per_query(temperature: Tensor | None, b: int, n_patches: int) -
     if temperature is None:
         return None
     t = temperature.reshape(b, n_patches, 1)
-    if torch.isnan(t).any():
+    if t.device.type == "cpu" and torch.isnan(t).any():  # no device sync on accelerators
         raise ValueError("temperature must not be NaN")
     return t
 
@@ -153,6 +154,8 @@ def window_aggregate_reference(
     """
     n1, n2 = _check(embedding, values, k, patch_size, stride, search_window)
     b, cy = values.shape[:2]
+    if b == 0:
+        return values.new_zeros(0, k, *values.shape[1:])
     cand = window_candidates(n1, n2, search_window, embedding.device)  # (L, M)
     e = extract_patches(embedding, patch_size, stride)  # (B, L, D)
     y = extract_patches(values, patch_size, stride)  # (B, L, V)
@@ -186,6 +189,7 @@ class _AxisTiles:
     cells: int  # cell-grid size of the axis, n + m - 1
 
 
+@functools.lru_cache(maxsize=64)
 def _axis_tiles(n: int, window: int, tile: int, m: int, device: torch.device) -> _AxisTiles:
     w = min(window, n)
     if n <= window:
@@ -385,6 +389,8 @@ def window_aggregate_fast(
     elif cells and patch_size % stride:
         raise ValueError(f"cells needs patch_size % stride == 0, got {patch_size} % {stride}")
     b, cy = values.shape[:2]
+    if b == 0:
+        return values.new_zeros(0, k, *values.shape[1:])
     m = patch_size // stride if cells else 1
     rows = _axis_tiles(n1, search_window, tile, m, embedding.device)
     cols = _axis_tiles(n2, search_window, tile, m, embedding.device)
