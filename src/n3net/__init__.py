@@ -8,7 +8,17 @@ from typing import Any
 __version__ = "0.1.0"
 
 # Heavy names (they import torch) load on first access, so `import n3net` stays light.
-_LAZY = {"denoise": "n3net.denoising", "Denoiser": "n3net.denoising"}
+_LAZY = {
+    "denoise": "n3net.denoising",
+    "Denoiser": "n3net.denoising",
+    "load_model": "n3net.models",
+    "create_model": "n3net.models",
+    "list_pretrained": "n3net.models",
+    "neural_knn": "n3net.knn",
+    "NeuralKNN": "n3net.knn",
+    "N3Block": "n3net.blocks",
+    "N3Block2d": "n3net.blocks",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -351,11 +351,16 @@ class _CellEngine:
         omega = omega.reshape(b, tc, k, (qr + m - 1) * (qc + m - 1), -1)
         out = torch.matmul(omega, self.y[:, u].unsqueeze(2))  # (B, TC, K, Q', Vc)
         hr, hc = qr + m - 1, qc + m - 1
-        out = out.reshape(b, tc, k, hr, hc, cy, s, s).permute(0, 2, 5, 3, 6, 4, 7, 1)
-        out = out.reshape(b * k, cy * hr * s * hc * s, tc)
-        width = ((tc - 1) * qc + hc) * s
-        stripe = F.fold(out, (hr * s, width), (hr * s, hc * s), stride=(1, qc * s))
-        return stripe.reshape(b, k * cy, hr * s, width)
+        # (B, K, C_Y, cell row, dy, tile, cell column, dx): tiles side by side along the row.
+        out = out.reshape(b, tc, k, hr, hc, cy, s, s).permute(0, 2, 5, 3, 6, 1, 4, 7)
+        # Neighbouring tiles share their last m - 1 cell columns: place the first qc columns of
+        # every tile, then add the shared ones (a fold with a tile-sized kernel does the same,
+        # but im2col/col2im are very slow for such kernels, on CPU and GPU alike).
+        stripe = out.new_zeros(b, k, cy, hr, s, tc * qc + m - 1, s)
+        stripe[..., : tc * qc, :] = out[..., :qc, :].reshape(b, k, cy, hr, s, tc * qc, s)
+        for j in range(qc, hc):
+            stripe[..., j : j + (tc - 1) * qc + 1 : qc, :] += out[..., j, :]
+        return stripe.reshape(b, k * cy, hr * s, (tc * qc + m - 1) * s)
 
 
 def window_aggregate_fast(

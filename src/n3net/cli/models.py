@@ -1,0 +1,50 @@
+"""`n3net models`: list the architectures and the trained weights shipped with n3net."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "models",
+        help="list architectures and shipped trained weights",
+        description="List the registered architectures and the trained weights shipped in the "
+        "package (name, architecture, sigma, training budget, validation PSNR).",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from n3net.models import list_architectures, list_pretrained, model_metadata
+
+    rows = []
+    for name in list_pretrained():
+        meta = model_metadata(name)
+        rows.append({
+            "name": name,
+            "arch": meta.get("n3net_arch", "?"),
+            "sigma": meta.get("sigma", "?"),
+            "steps": meta.get("steps", "?"),
+            "minutes": meta.get("minutes", "?"),
+            "hardware": meta.get("hardware", "?"),
+            "val_psnr": meta.get("val_psnr", "?"),
+        })
+    if args.json:
+        print(json.dumps({"architectures": list_architectures(), "pretrained": rows}, indent=2))
+        return 0
+    print("architectures: " + ", ".join(list_architectures()))
+    print("trained weights (n3net denoise --model NAME; model cards in n3net/models/weights/):")
+    if not rows:
+        print("  (none)")
+    for r in rows:
+        print(
+            f"  {r['name']:<24} {r['arch']:<8} sigma {r['sigma']:<4} {r['steps']} steps in "
+            f"{r['minutes']} min on {r['hardware']}, validation {r['val_psnr']} dB"
+        )
+    return 0
