@@ -12,7 +12,16 @@ import torch
 from PIL import Image
 
 import n3net
-from n3net.denoising import Denoiser, context_radius, default_model, denoise, trained_models
+from n3net.denoising import (
+    Denoiser,
+    context_radius,
+    default_model,
+    denoise,
+    grid_aligned_windows,
+    patch_grid,
+    trained_models,
+)
+from n3net.ops.patches import patch_padding
 from n3net.eval.metrics import psnr
 from n3net.models import _registry, create_model, save_model
 
@@ -238,9 +247,40 @@ def test_tiles_within_a_hundredth_of_a_db_n3net() -> None:
     assert torch.allclose(tiled, whole, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    "size, tile, overlap, patch_size, stride",
+    [(256, 128, 16, 10, 5), (512, 256, 64, 10, 5), (121, 40, 7, 4, 2), (97, 50, 0, 10, 5)],
+    ids=["set12-256", "set12-512", "odd", "no-overlap"],
+)
+def test_grid_aligned_windows(
+    size: int, tile: int, overlap: int, patch_size: int, stride: int
+) -> None:
+    windows = grid_aligned_windows(size, tile, overlap, patch_size, stride)
+    assert windows[0][2] == 0 and windows[-1][3] == size
+    origin = -patch_padding(size, patch_size, stride)[0]
+    for i, (start, stop, core_start, core_stop) in enumerate(windows):
+        if i:
+            assert core_start == windows[i - 1][3]  # cores partition the axis
+        assert stop - start <= tile
+        assert start <= max(core_start - overlap, 0) and stop >= min(core_stop + overlap, size)
+        own = start - patch_padding(stop - start, patch_size, stride)[0]
+        assert (own - origin) % stride == 0  # the window's patches are the image's patches
+
+
+def test_tiles_on_the_patch_grid_equal_the_whole_image() -> None:
+    torch.manual_seed(0)
+    model = create_model("n3net", **SMALL_N3NET).eval()
+    assert patch_grid(model) == (4, 2)
+    noisy = torch.rand(1, 1, 77, 71)
+    den = Denoiser(model)
+    whole = den.denoise_tensor(noisy)
+    # equal up to float summation order (the N3 aggregation sums in another order per size)
+    torch.testing.assert_close(den.denoise_tensor(noisy, tile=40), whole, atol=1e-4, rtol=0)
+
+
 def test_tile_too_small_for_the_overlap() -> None:
     den = Denoiser(create_model("n3net", **SMALL_N3NET))
-    with pytest.raises(ValueError, match=r"tile must be > 2 \* overlap = 28"):
+    with pytest.raises(ValueError, match=r"tile must be > 30 px .* plus patch-grid alignment"):
         den(_image(), tile=20)
     assert den(_image(40, 40), tile=20, overlap=4).shape == (40, 40)
 

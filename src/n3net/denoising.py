@@ -12,6 +12,15 @@ Colour: a grey (1-channel) model denoises every colour channel on its own, as a 
 3-channel (colour) model denoises RGB jointly. The classic baselines ``"bm3d"`` and ``"nlm"``
 (see :mod:`n3net.eval.classic`) work like a grey model.
 
+Tiles: with ``tile``, the image goes through the network in overlapping square windows, each
+reaching the model's receptive-field radius (:func:`context_radius`) beyond the part of it that
+is kept. N3Net's patch grid is anchored to its input's border, so for N3Net-shaped models the
+windows are also placed on the whole image's patch grid (:func:`grid_aligned_windows`); the
+tiled output then equals the whole-image output up to float rounding (Set12, a trained N3Net:
+0.000 dB). A smaller ``overlap`` trades exactness for speed: 80 px changed nothing measurable,
+64 px moved Set12 PSNR by at most 0.0015 dB; without grid alignment tiles were off by up to
+0.06 dB whatever the overlap.
+
 Axis legend: ``B`` batch, ``C`` channels, ``H, W`` image size.
 """
 
@@ -499,8 +508,10 @@ def denoise(
         device: where the network runs (``"cpu"``, ``"cuda"``).
         tile: tile side in pixels to bound memory on large images; None runs the whole image
             at once. Tiles overlap by the model's receptive-field radius
-            (:func:`context_radius`), so the result matches the whole-image output.
-        overlap: override that overlap (``tile`` must exceed ``2 * overlap``).
+            (:func:`context_radius`: 112 px for N3Net, 17 for DnCNN-17) and sit on N3Net's
+            patch grid, so the result matches the whole-image output up to float rounding.
+        overlap: override that overlap (faster, slightly different; ``tile`` must exceed
+            ``2 * overlap``, plus ``2 * (stride - 1)`` for N3Net-shaped models).
         clip: clip float results to [0, 1] (integer results always are).
 
     Returns:

@@ -162,6 +162,7 @@ def neural_knn(
     mask: Tensor | None = None,
     *,
     mode: TemperatureMode = "code",
+    validate: bool = True,
 ) -> Tensor:
     """Continuous nearest-neighbour selection (Plötz & Roth 2018, Eqs. 8-11).
 
@@ -178,6 +179,9 @@ def neural_knn(
         temperature: per-query temperature ``t > 0``, broadcastable to ``(..., 1)``; None means 1.
         mask: optional bool tensor broadcastable to ``logits``; False marks an invalid candidate.
         mode: ``"code"`` or ``"paper"`` placement of the temperature, see above.
+        validate: check arguments and values (NaN or non-positive temperatures, masks with fewer
+            than ``k`` valid candidates). Callers that guarantee them (the N3 blocks) pass False
+            to skip the extra passes.
 
     Returns:
         Weights, each row non-negative and summing to 1.
@@ -191,12 +195,18 @@ def neural_knn(
     """
     if mode not in ("code", "paper"):
         raise ValueError(f"mode must be 'code' or 'paper', got {mode!r}")
-    t = _check_temperature(temperature, logits)
+    if validate:
+        t = _check_temperature(temperature, logits)
+    else:  # trusted caller (N3 blocks): finite logits, valid masks, positive temperatures
+        t = None if temperature is None else torch.as_tensor(temperature, dtype=logits.dtype)
     if t is not None and mode == "code":
         # Scale before masking: masked logits then never meet the division (cheaper than
         # guarding -inf entries against a NaN gradient for t).
-        logits = _divide(logits, t)
-    alpha = _check_logits(logits, k, mask)
+        logits = _divide(logits, t) if validate else logits / t
+    if validate:
+        alpha = _check_logits(logits, k, mask)
+    else:
+        alpha = logits if mask is None else logits.masked_fill(~mask, -math.inf)
     weights = []
     for _ in range(k):
         scaled = _divide(alpha, t) if (t is not None and mode == "paper") else alpha
@@ -294,6 +304,7 @@ class NeuralKNN(nn.Module):
         rule: ``"continuous"`` (:func:`neural_knn`), ``"hard"``, ``"stochastic"`` or
             ``"concrete"``.
         mode: temperature placement for the continuous rule (see :func:`neural_knn`).
+        validate: value checks of the continuous rule (see :func:`neural_knn`).
 
     Shape:
         logits: (..., M), temperature: broadcastable to (..., 1) -> (..., K, M).
@@ -308,11 +319,12 @@ class NeuralKNN(nn.Module):
         k: int,
         rule: Literal["continuous", "hard", "stochastic", "concrete"] = "continuous",
         mode: TemperatureMode = "code",
+        validate: bool = True,
     ) -> None:
         super().__init__()
         if rule not in ("continuous", "hard", "stochastic", "concrete"):
             raise ValueError(f"rule must be continuous/hard/stochastic/concrete, got {rule!r}")
-        self.k, self.rule, self.mode = k, rule, mode
+        self.k, self.rule, self.mode, self.validate = k, rule, mode, validate
 
     def forward(
         self,
@@ -322,7 +334,9 @@ class NeuralKNN(nn.Module):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         if self.rule == "continuous":
-            return neural_knn(logits, self.k, temperature, mask, mode=self.mode)
+            return neural_knn(
+                logits, self.k, temperature, mask, mode=self.mode, validate=self.validate
+            )
         if self.rule == "hard":
             return hard_knn(logits, self.k, mask)
         if self.rule == "stochastic":

@@ -169,9 +169,11 @@ def test_tiles_within_a_hundredth_of_a_db(tmp_path: Path) -> None:
     assert _run(tmp_path / "noisy.png", "-o", tmp_path / "whole.png", "--model", model) == 0
     argv = [tmp_path / "noisy.png", "-o", tmp_path / "tiled.png", "--model", model]
     assert _run(*argv, "--tile", "64") == 0
+    assert _run(*argv[:-1], tmp_path / "faster.png", "--tile", "64", "--overlap", "8") == 0
     whole = np.asarray(Image.open(tmp_path / "whole.png"), np.float64) / 255
-    tiled = np.asarray(Image.open(tmp_path / "tiled.png"), np.float64) / 255
-    assert abs(psnr(tiled, clean) - psnr(whole, clean)) < 0.01
+    for name in ("tiled.png", "faster.png"):
+        tiled = np.asarray(Image.open(tmp_path / name), np.float64) / 255
+        assert abs(psnr(tiled, clean) - psnr(whole, clean)) < 0.01
 
 
 def test_default_model_comes_from_sigma(
@@ -202,8 +204,9 @@ def test_default_model_comes_from_sigma(
         ("unknown-model", "unknown model"),
         ("sigma-mismatch", "trained for sigma 25, not 50"),
         ("bad-extension", "needs an image extension"),
-        ("tile-too-small", "tile must be > 2 * overlap = 6"),
+        ("tile-too-small", "tile must be > 6 px"),
         ("empty-folder", "no images"),
+        ("overlap-without-tile", "--overlap needs --tile"),
     ],
 )
 def test_errors_are_one_line(
@@ -238,6 +241,8 @@ def test_errors_are_one_line(
     elif case == "empty-folder":
         (tmp_path / "empty").mkdir()
         argv[0] = tmp_path / "empty"
+    elif case == "overlap-without-tile":
+        argv += ["--overlap", "4"]
     assert _run(*argv) != 0
     assert message in _error_line(capsys)
     assert not (tmp_path / "out.png").exists()

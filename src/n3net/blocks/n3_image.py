@@ -184,7 +184,8 @@ class N3Block2d(nn.Module):
             else None
         )
         self.logits_bn = LogitsBatchNorm() if logits_batchnorm else None
-        self.knn = NeuralKNN(k, rule=rule, mode=mode)
+        # The block builds masks and temperatures itself: no per-call value checks needed.
+        self.knn = NeuralKNN(k, rule=rule, mode=mode, validate=False)
 
     def neighbours(self, x: Tensor, values: Tensor | None = None) -> Tensor:
         """Compute the ``k`` neighbour volumes without concatenating.

@@ -26,15 +26,17 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for name in list_pretrained():
         meta = model_metadata(name)
-        rows.append({
-            "name": name,
-            "arch": meta.get("n3net_arch", "?"),
-            "sigma": meta.get("sigma", "?"),
-            "steps": meta.get("steps", "?"),
-            "minutes": meta.get("minutes", "?"),
-            "hardware": meta.get("hardware", "?"),
-            "val_psnr": meta.get("val_psnr", "?"),
-        })
+        rows.append(
+            {
+                "name": name,
+                "arch": meta.get("n3net_arch", "?"),
+                "sigma": meta.get("sigma", "?"),
+                "steps": meta.get("steps", "?"),
+                "minutes": meta.get("minutes", "?"),
+                "hardware": meta.get("hardware", "?"),
+                "val_psnr": meta.get("val_psnr", "?"),
+            }
+        )
     if args.json:
         print(json.dumps({"architectures": list_architectures(), "pretrained": rows}, indent=2))
         return 0

@@ -101,7 +101,7 @@ class DnCNNBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv2(self.layer1(self.relu(self.conv1(x))))
-        return self._add_residual(out, x)
+        return self._add_residual(out, x if self.residual else None)
 
     def _add_residual(self, out: Tensor, x: Tensor | None) -> Tensor:
         if x is None:

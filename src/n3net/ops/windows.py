@@ -348,8 +348,9 @@ class _CellEngine:
             for dx in range(m):
                 omega[..., dy : dy + qr, dx : dx + qc, dy : dy + ur, dx : dx + uc] += w
         _, u = self._cells(r)
-        omega = omega.reshape(b, tc, k, (qr + m - 1) * (qc + m - 1), -1)
-        out = torch.matmul(omega, self.y[:, u].unsqueeze(2))  # (B, TC, K, Q', Vc)
+        yu = self.y[:, u]  # (B, TC, U', Vc)
+        omega = omega.reshape(b * tc, k * (qr + m - 1) * (qc + m - 1), yu.shape[2])
+        out = torch.bmm(omega, yu.reshape(b * tc, yu.shape[2], yu.shape[3]))  # (B*TC, K*Q', Vc)
         hr, hc = qr + m - 1, qc + m - 1
         # (B, K, C_Y, cell row, dy, tile, cell column, dx): tiles side by side along the row.
         out = out.reshape(b, tc, k, hr, hc, cy, s, s).permute(0, 2, 5, 3, 6, 1, 4, 7)
@@ -361,6 +362,36 @@ class _CellEngine:
         for j in range(qc, hc):
             stripe[..., j : j + (tc - 1) * qc + 1 : qc, :] += out[..., j, :]
         return stripe.reshape(b, k * cy, hr * s, (tc * qc + m - 1) * s)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything about the tiling that depends only on the geometry (cached)."""
+
+    rows: _AxisTiles
+    cols: _AxisTiles
+    query: list[Tensor]  # per tile row: (TC, Q) flat patch index of each query slot
+    union: list[Tensor]  # per tile row: (TC, U) flat patch index of each candidate slot
+    valid: Tensor  # (TR, TC, Q, U) bool: candidate in the query's window, not the query
+    for_weights: Tensor  # (TR, TC, Q, U) bool: valid, and dummy queries see all real slots
+    keep: list[Tensor | None]  # per tile row: (TC, Q, 1, 1) bool, real queries; None if all
+
+
+@functools.lru_cache(maxsize=4)
+def _plan(n1: int, n2: int, window: int, tile: int, m: int, device: torch.device) -> _Plan:
+    rows = _axis_tiles(n1, window, tile, m, device)
+    cols = _axis_tiles(n2, window, tile, m, device)
+    query, union, valid, for_weights, keep = [], [], [], [], []
+    for r in range(rows.query.shape[0]):
+        q = _flat(rows.query[r], cols.query, n1, n2)
+        query.append(q)
+        union.append(_flat(rows.union[r], cols.union, n1, n2))
+        mask_r, weights_r = _tile_row_mask(rows, cols, r)
+        valid.append(mask_r)
+        for_weights.append(weights_r)
+        real = q < n1 * n2
+        keep.append(None if bool(real.all()) else real[:, :, None, None])
+    return _Plan(rows, cols, query, union, torch.stack(valid), torch.stack(for_weights), keep)
 
 
 def window_aggregate_fast(
@@ -397,8 +428,8 @@ def window_aggregate_fast(
     if b == 0:
         return values.new_zeros(0, k, *values.shape[1:])
     m = patch_size // stride if cells else 1
-    rows = _axis_tiles(n1, search_window, tile, m, embedding.device)
-    cols = _axis_tiles(n2, search_window, tile, m, embedding.device)
+    plan = _plan(n1, n2, search_window, tile, m, embedding.device)
+    rows, cols = plan.rows, plan.cols
     engine_cls = _CellEngine if cells else _PatchEngine
     engine = engine_cls(embedding, values, rows, cols, patch_size, stride)
     # Squared norms of the patch vectors, one zero for the dummy slot: (B, L + 1).
@@ -410,19 +441,15 @@ def window_aggregate_fast(
 
     # Stage 1: logits of every tile, (B, TR, TC, Q, U): O(L * U) memory, a few floats per pixel.
     n_rows = rows.query.shape[0]
-    logits, valid, for_weights, queries = [], [], [], []
+    logits = []
     for r in range(n_rows):
-        q = _flat(rows.query[r], cols.query, n1, n2)  # (TC, Q)
-        u = _flat(rows.union[r], cols.union, n1, n2)  # (TC, U)
-        dist = sq[:, q, None] + sq[:, None, u].transpose(1, 2) - 2 * engine.dots(r)
-        logits.append(-dist.clamp_min(0))
-        mask_r, weights_r = _tile_row_mask(rows, cols, r)
-        valid.append(mask_r)
-        for_weights.append(weights_r)
-        queries.append(q)
+        q, u = plan.query[r], plan.union[r]
+        # -|a - b|^2 = 2<a, b> - |a|^2 - |b|^2, clamped at 0 against rounding.
+        lg = 2 * engine.dots(r) - sq[:, q, None] - sq[:, None, u].transpose(1, 2)
+        logits.append(lg.clamp_max_(0))
     logits = torch.stack(logits, 1)
     if logits_fn is not None:
-        logits = logits_fn(logits, torch.stack(valid, 0).expand_as(logits))
+        logits = logits_fn(logits, plan.valid.expand_as(logits))
 
     # Stage 2: weights, aggregation and folding, one row of tiles at a time.
     hp, wp = values.shape[-2:]
@@ -431,10 +458,11 @@ def window_aggregate_fast(
     out_w = (cols.query.shape[0] * qc - 1) * stride + patch_size
     out = values.new_zeros(b, k * cy, max(out_h, hp), max(out_w, wp))
     for r in range(n_rows):
-        t = t_all[:, queries[r]] if t_all is not None else None  # (B, TC, Q, 1)
-        w = weight_fn(logits[:, r], t, for_weights[r])  # (B, TC, Q, K, U)
-        real_q = (queries[r] < n1 * n2)[None, :, :, None, None]
-        w = w.masked_fill(~(for_weights[r][None, :, :, None, :] & real_q), 0.0)
+        t = t_all[:, plan.query[r]] if t_all is not None else None  # (B, TC, Q, 1)
+        w = weight_fn(logits[:, r], t, plan.for_weights[r])  # (B, TC, Q, K, U)
+        # Masked candidates already have weight 0; padded (dummy) queries must not contribute.
+        if plan.keep[r] is not None:
+            w = w * plan.keep[r]
         stripe = engine.aggregate(r, w)
         top = r * qr * stride
         out[:, :, top : top + stripe.shape[2], : stripe.shape[3]] += stripe
