@@ -21,9 +21,9 @@ from n3net.denoising import (
     patch_grid,
     trained_models,
 )
-from n3net.ops.patches import patch_padding
 from n3net.eval.metrics import psnr
 from n3net.models import _registry, create_model, save_model
+from n3net.ops.patches import patch_padding
 
 # A randomly initialised N3Net small enough for CPU tests; context radius 2*3 + (3 + 2 + 3) = 14.
 SMALL_N3NET = dict(
@@ -275,14 +275,14 @@ def test_tiles_on_the_patch_grid_equal_the_whole_image() -> None:
     den = Denoiser(model)
     whole = den.denoise_tensor(noisy)
     # equal up to float summation order (the N3 aggregation sums in another order per size)
-    torch.testing.assert_close(den.denoise_tensor(noisy, tile=40), whole, atol=1e-4, rtol=0)
+    torch.testing.assert_close(den.denoise_tensor(noisy, tile=50), whole, atol=1e-4, rtol=0)
 
 
 def test_tile_too_small_for_the_overlap() -> None:
     den = Denoiser(create_model("n3net", **SMALL_N3NET))
     with pytest.raises(ValueError, match=r"tile must be > 30 px .* plus patch-grid alignment"):
         den(_image(), tile=20)
-    assert den(_image(40, 40), tile=20, overlap=4).shape == (40, 40)
+    assert den(_image(40, 30), tile=24, overlap=4).shape == (40, 30)
 
 
 def test_classic_baseline() -> None:

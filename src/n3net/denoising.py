@@ -53,9 +53,10 @@ CLASSIC_MODELS = ("bm3d", "nlm")
 DEFAULT_SIGMA = 25.0
 # Order in which the default weights for a sigma are chosen when several exist.
 _ARCH_PREFERENCE = ("n3net", "n3net-light", "dncnn")
-# Context kept around each tile of the classic baselines (BM3D searches 39x39 blocks of 8x8 px).
-_CLASSIC_OVERLAP = {"bm3d": 24, "nlm": 8}
-# Images are only reshaped for the network, never rescaled by more than these integer maxima.
+# Context kept around tiles of the classic baselines: NLM's is exact (patch distance 6 plus half
+# its 5x5 patch); BM3D's block matching reaches farther, so its tiles are close, not identical.
+_CLASSIC_OVERLAP = {"bm3d": 32, "nlm": 8}
+# The integer dtypes accepted, and the value each maps to 1.0.
 _INTEGER_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 ImageT = TypeVar("ImageT", np.ndarray, Tensor)

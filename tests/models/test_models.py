@@ -180,3 +180,13 @@ def test_concrete_is_stochastic() -> None:
         b = model(x)
         c = model(x)
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_n3net_inference_path_equals_autograd_path() -> None:
+    """Without autograd the chain frees wide inputs early (forward_consume); same numbers."""
+    model = create_model("n3net", depth=3, features=8, embed_features=8, search_window=5).eval()
+    x = torch.rand(2, 1, 47, 52)
+    with torch.no_grad():
+        fast = model(x)
+    reference = model(x)
+    torch.testing.assert_close(fast, reference.detach(), rtol=1e-5, atol=1e-6)
