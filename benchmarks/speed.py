@@ -4,11 +4,13 @@ Builds an N3Net-shaped network (3 DnCNN blocks of depth 6, 64 features, 2 image 
 k = 7, 10x10 patches, stride 5, 15x15 search window) and a DnCNN of depth 17, both with random
 weights, and measures on the same grayscale inputs:
 
-* eval-mode forward time at 512x512 and 1024x1024 (median of ``--repeats`` runs after warm-up);
-* one training step, forward + backward + Adam, batch 8 of 80x80 (median);
+* eval-mode forward time at 512x512 and 1024x1024 (median of ``--repeats`` runs after a
+  warm-up, the two models' runs interleaved so that drift of the machine hits both alike);
+* one training step, forward + backward + Adam, batch 8 of 80x80 (median, interleaved too);
 * peak memory of one eval forward pass. CPU: each measurement runs in a fresh subprocess and
-  reports peak RSS (``ru_maxrss``) minus the RSS right after building the model and input, so
-  the interpreter, libtorch and the weights do not dilute the ratio. CUDA:
+  reports its peak RSS (``VmHWM`` of /proc/self/status; not ``ru_maxrss``, which Linux carries
+  over from the parent through fork and exec) minus the RSS right after building the model and
+  input, so the interpreter, libtorch and the weights do not dilute the ratio. CUDA:
   ``torch.cuda.max_memory_allocated`` minus the memory allocated before the call.
 
 Usage::
@@ -23,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -61,33 +62,56 @@ def _time(fn, repeats: int, warmup: int, device: str) -> float:
     return statistics.median(times)
 
 
-def forward_time(arch: str, size: int, device: str, repeats: int) -> float:
-    model = _build(arch, device).eval()
+def forward_times(size: int, device: str, repeats: int) -> tuple[float, float]:
+    """Median eval forward time of DnCNN-17 and N3Net, runs interleaved so drift hits both."""
+    models = [_build(arch, device).eval() for arch in ("dncnn17", "n3net")]
     x = torch.rand(1, 1, size, size, device=device)
+    times: list[list[float]] = [[], []]
     with torch.inference_mode():
-        return _time(lambda: model(x), repeats, 1, device)
+        for model in models:  # warm-up
+            model(x)
+        for _ in range(repeats):
+            for model, bucket in zip(models, times, strict=True):
+                bucket.append(_time(lambda m=model: m(x), 1, 0, device))
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
-def train_step_time(arch: str, device: str, repeats: int, batch: int, crop: int) -> float:
-    model = _build(arch, device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+def train_step_times(device: str, repeats: int, batch: int, crop: int) -> tuple[float, float]:
+    """Median time of one training step (forward, backward, Adam) of both, interleaved."""
     gen = torch.Generator(device=device).manual_seed(0)
     clean = torch.rand(batch, 1, crop, crop, device=device, generator=gen)
     noisy = clean + 0.1 * torch.randn(clean.shape, device=device, generator=gen)
+    steps = []
+    for arch in ("dncnn17", "n3net"):
+        model = _build(arch, device).train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.mse_loss(model(noisy), clean)
-        loss.backward()
-        opt.step()
+        def step(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt) -> None:
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.mse_loss(model(noisy), clean)
+            loss.backward()
+            opt.step()
 
-    return _time(step, repeats, 2, device)
+        step()  # warm-up
+        steps.append(step)
+    times: list[list[float]] = [[], []]
+    for _ in range(repeats):
+        for step, bucket in zip(steps, times, strict=True):
+            bucket.append(_time(step, 1, 0, device))
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def _status_mb(field: str) -> float:
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * resource.getpagesize() / 2**20
+    return _status_mb("VmRSS")
 
 
 def peak_memory_mb(arch: str, size: int, device: str) -> float:
@@ -103,16 +127,16 @@ def peak_memory_mb(arch: str, size: int, device: str) -> float:
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
     code = (
-        "import resource, sys, torch\n"
+        "import sys, torch\n"
         f"sys.path[:0] = {[str(Path(__file__).resolve().parent), *sys.path]!r}\n"
-        "from speed import _build, _rss_mb\n"
+        "from speed import _build, _rss_mb, _status_mb\n"
         f"torch.set_num_threads({torch.get_num_threads()})\n"
         f"model = _build({arch!r}, 'cpu').eval()\n"
         f"x = torch.rand(1, 1, {size}, {size})\n"
         "base = _rss_mb()\n"
         "with torch.inference_mode():\n"
         "    model(x)\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "peak = _status_mb('VmHWM')\n"
         "print(peak - base)\n"
     )
     out = subprocess.run(
@@ -147,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows = []
     for size in args.sizes:
-        t_d = forward_time("dncnn17", size, args.device, args.repeats)
-        t_n = forward_time("n3net", size, args.device, args.repeats)
+        t_d, t_n = forward_times(size, args.device, args.repeats)
         m_d = peak_memory_mb("dncnn17", size, args.device)
         m_n = peak_memory_mb("n3net", size, args.device)
         res.update(
@@ -167,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             f"[{size}] forward {t_d:.3f}s vs {t_n:.3f}s, memory {m_d:.0f} vs {m_n:.0f} MiB",
             flush=True,
         )
-    s_d = train_step_time("dncnn17", args.device, args.repeats, args.train_batch, args.train_crop)
-    s_n = train_step_time("n3net", args.device, args.repeats, args.train_batch, args.train_crop)
+    s_d, s_n = train_step_times(args.device, args.repeats, args.train_batch, args.train_crop)
     res.update(
         {
             "train_step_time_dncnn17_s": s_d,
