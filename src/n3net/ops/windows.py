@@ -19,6 +19,17 @@ Two implementations of :func:`window_aggregate` agree to rounding:
   ``(Q * K, U) x (U, V)``; candidates outside a query's own window are masked. Tiles are processed
   one row of tiles at a time and folded into the output straight away, so memory grows linearly
   in the number of pixels with a small constant and the ``(L, M, D)`` tensor never exists.
+  When ``patch_size`` is a multiple of ``stride`` (the paper's 10 / 5), both products run on
+  ``stride x stride`` cells instead of whole patches (``_CellEngine``): a patch dot product is the
+  sum of ``m * m`` cell dot products on a diagonal of the cell Gram matrix, and the fold of the
+  aggregated patches is one product of summed cell weights with the candidates' cells, about
+  ``m * m`` times less arithmetic (``shared/facts/n3_block_cost.md``). The tiling plan (indices
+  and masks) depends only on the geometry and is cached.
+
+The continuous KNN is ill-conditioned where a softmax weight rounds to exactly 1 (``log(1 - w)``
+is then ``-inf``, and a rounding difference in the logits can make it finite): the two paths
+compute the distances differently (direct differences against ``|a|^2 + |b|^2 - 2<a, b>``), so
+for very peaked softmaxes they may differ by more than rounding. They agree closely otherwise.
 """
 
 from __future__ import annotations
