@@ -1,0 +1,31 @@
+"""benchmarks/speed.py still runs (tiny sizes; the real numbers come from the full run)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
+
+
+def test_speed_script_writes_flat_json(tmp_path: Path) -> None:
+    out = tmp_path / "speed.json"
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--sizes",
+        "48",
+        "--repeats",
+        "1",
+        "--train-batch",
+        "2",
+        "--train-crop",
+        "40",
+        "--json",
+        str(out),
+    ]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
+    res = json.loads(out.read_text())
+    for key in ("forward_time_ratio_48", "peak_mem_ratio_48", "train_step_time_ratio"):
+        assert res[key] > 0
+    assert res["device"] == "cpu" and res["threads"] >= 1
