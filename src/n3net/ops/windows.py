@@ -200,7 +200,6 @@ class _AxisTiles:
     cells: int  # cell-grid size of the axis, n + m - 1
 
 
-@functools.lru_cache(maxsize=64)
 def _axis_tiles(n: int, window: int, tile: int, m: int, device: torch.device) -> _AxisTiles:
     w = min(window, n)
     if n <= window:
@@ -269,12 +268,12 @@ class _PatchEngine:
         self,
         emb: Tensor,
         val: Tensor,
-        rows: _AxisTiles,
-        cols: _AxisTiles,
+        plan: _Plan,
         patch_size: int,
         stride: int,
     ) -> None:
-        self.rows, self.cols, self.p, self.s = rows, cols, patch_size, stride
+        self.plan, self.rows, self.cols = plan, plan.rows, plan.cols
+        self.p, self.s = patch_size, stride
         # One zero row at flat index L stands for every dummy grid slot.
         self.e = F.pad(extract_patches(emb, patch_size, stride), (0, 0, 0, 1))  # (B, L+1, D)
         self.y = F.pad(extract_patches(val, patch_size, stride), (0, 0, 0, 1))  # (B, L+1, V)
@@ -282,16 +281,14 @@ class _PatchEngine:
 
     def dots(self, r: int) -> Tensor:
         """Patch dot products of tile-row ``r``: (B, TC, Q, U)."""
-        rows, cols = self.rows, self.cols
-        q = _flat(rows.query[r], cols.query, rows.n, cols.n)  # (TC, Q)
-        u = _flat(rows.union[r], cols.union, rows.n, cols.n)  # (TC, U)
+        q, u = self.plan.query[r], self.plan.union[r]  # (TC, Q), (TC, U)
         return torch.matmul(self.e[:, q], self.e[:, u].transpose(-1, -2))
 
     def aggregate(self, r: int, w: Tensor) -> Tensor:
         """Fold the weighted candidates of tile-row ``r`` into a stripe (B, K*C_Y, h, W')."""
         rows, cols, p, s = self.rows, self.cols, self.p, self.s
         b, tc, qn, k, _ = w.shape
-        u = _flat(rows.union[r], cols.union, rows.n, cols.n)
+        u = self.plan.union[r]
         agg = torch.matmul(w.flatten(2, 3), self.y[:, u])  # (B, TC, Q*K, V)
         qr, qc = rows.query.shape[1], cols.query.shape[1]
         agg = agg.reshape(b, tc, qr, qc, k, self.cy * p * p)
@@ -314,21 +311,18 @@ class _CellEngine:
         self,
         emb: Tensor,
         val: Tensor,
-        rows: _AxisTiles,
-        cols: _AxisTiles,
+        plan: _Plan,
         patch_size: int,
         stride: int,
     ) -> None:
-        self.rows, self.cols, self.s, self.m = rows, cols, stride, patch_size // stride
+        self.plan, self.rows, self.cols = plan, plan.rows, plan.cols
+        self.s, self.m = stride, patch_size // stride
         self.e = F.pad(extract_patches(emb, stride, stride), (0, 0, 0, 1))  # (B, cells+1, Dc)
         self.y = F.pad(extract_patches(val, stride, stride), (0, 0, 0, 1))  # (B, cells+1, Vc)
         self.cy = val.shape[1]
 
     def _cells(self, r: int) -> tuple[Tensor, Tensor]:
-        rows, cols = self.rows, self.cols
-        q = _flat(rows.query_cells[r], cols.query_cells, rows.cells, cols.cells)
-        u = _flat(rows.union_cells[r], cols.union_cells, rows.cells, cols.cells)
-        return q, u
+        return self.plan.query_cells[r], self.plan.union_cells[r]
 
     def dots(self, r: int) -> Tensor:
         """Patch dot products of tile-row ``r`` from cell products: (B, TC, Q, U)."""
@@ -386,13 +380,15 @@ class _Plan:
     valid: Tensor  # (TR, TC, Q, U) bool: candidate in the query's window, not the query
     for_weights: Tensor  # (TR, TC, Q, U) bool: valid, and dummy queries see all real slots
     keep: list[Tensor | None]  # per tile row: (TC, Q, 1, 1) bool, real queries; None if all
+    query_cells: list[Tensor]  # per tile row: (TC, Q') flat cell index of the queries' cells
+    union_cells: list[Tensor]  # per tile row: (TC, U') flat cell index of the candidates' cells
 
 
 @functools.lru_cache(maxsize=4)
 def _plan(n1: int, n2: int, window: int, tile: int, m: int, device: torch.device) -> _Plan:
     rows = _axis_tiles(n1, window, tile, m, device)
     cols = _axis_tiles(n2, window, tile, m, device)
-    query, union, valid, for_weights, keep = [], [], [], [], []
+    query, union, valid, for_weights, keep, query_cells, union_cells = ([] for _ in range(7))
     for r in range(rows.query.shape[0]):
         q = _flat(rows.query[r], cols.query, n1, n2)
         query.append(q)
@@ -402,7 +398,19 @@ def _plan(n1: int, n2: int, window: int, tile: int, m: int, device: torch.device
         for_weights.append(weights_r)
         real = q < n1 * n2
         keep.append(None if bool(real.all()) else real[:, :, None, None])
-    return _Plan(rows, cols, query, union, torch.stack(valid), torch.stack(for_weights), keep)
+        query_cells.append(_flat(rows.query_cells[r], cols.query_cells, rows.cells, cols.cells))
+        union_cells.append(_flat(rows.union_cells[r], cols.union_cells, rows.cells, cols.cells))
+    return _Plan(
+        rows,
+        cols,
+        query,
+        union,
+        torch.stack(valid),
+        torch.stack(for_weights),
+        keep,
+        query_cells,
+        union_cells,
+    )
 
 
 def window_aggregate_fast(
@@ -442,7 +450,7 @@ def window_aggregate_fast(
     plan = _plan(n1, n2, search_window, tile, m, embedding.device)
     rows, cols = plan.rows, plan.cols
     engine_cls = _CellEngine if cells else _PatchEngine
-    engine = engine_cls(embedding, values, rows, cols, patch_size, stride)
+    engine = engine_cls(embedding, values, plan, patch_size, stride)
     # Squared norms of the patch vectors, one zero for the dummy slot: (B, L + 1).
     sq = F.avg_pool2d((embedding * embedding).sum(1, keepdim=True), patch_size, stride)
     sq = F.pad(sq.flatten(1) * (patch_size * patch_size), (0, 1))
