@@ -29,11 +29,33 @@ __all__ = [
     "log1mexp",
     "neural_knn",
     "stochastic_knn",
+    "temperature_from_log",
 ]
 
 TemperatureMode = Literal["code", "paper"]
 _LOG_HALF = -math.log(2.0)
 _GUARD = 1e-7
+LOG_TEMPERATURE_BOUND = 30.0
+
+
+def temperature_from_log(log_temperature: Tensor, scale: float = 1.0) -> Tensor:
+    """Learned temperature ``t = scale * exp(l)`` with ``l`` clamped to [-30, 30], in float32.
+
+    The clamp keeps training finite. Dividing the logits by a tiny ``t`` has the gradient
+    ``-logits / t**2``; below ``t ~ 1e-19`` the square underflows to 0 in float32, the gradient
+    becomes ``0 * inf = NaN`` (the weights are one-hot there, so the true gradient is 0) and one
+    such query poisons every parameter upstream. A learned log-temperature map reaches ``l < -50``
+    within a few dozen steps of bf16 training. Inside the bounds nothing changes; beyond them the
+    rule is already hard KNN (``t <= 1e-14`` against logits of order 1) or uniform averaging, so the
+    forward pass is the same to float32 precision and only a gradient that is zero anyway is cut.
+    The result is float32 (float64 for float64 input) even when ``l`` comes from bf16 autocast.
+
+    Shape:
+        log_temperature: any -> same.
+    """
+    dtype = torch.promote_types(log_temperature.dtype, torch.float32)
+    bound = LOG_TEMPERATURE_BOUND
+    return scale * torch.exp(log_temperature.to(dtype).clamp(-bound, bound))
 
 
 class _Log1mExp(torch.autograd.Function):

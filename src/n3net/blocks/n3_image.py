@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from n3net._memory import trim_cpu_heap
 from n3net.blocks.embed import conv_embedding
-from n3net.knn import NeuralKNN
+from n3net.knn import NeuralKNN, temperature_from_log
 from n3net.ops.patches import pad_for_patches, patch_padding
 from n3net.ops.windows import Impl, window_aggregate
 
@@ -206,8 +206,14 @@ class N3Block2d(nn.Module):
         y_pad = pad_for_patches(y, p, s)
         if self.temperature_net is not None:
             log_t = pad_for_patches(self.temperature_net(x), p, s)
-            temperature = self.temperature_scale * torch.exp(
-                patch_temperature(log_t, p, s, self.temperature_at)
+            temperature = temperature_from_log(
+                patch_temperature(
+                    log_t.to(torch.promote_types(log_t.dtype, torch.float32)),
+                    p,
+                    s,
+                    self.temperature_at,
+                ),
+                self.temperature_scale,
             )
         else:
             temperature = (

@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from n3net.blocks.embed import mlp_embedding
 from n3net.blocks.n3_image import LogitsBatchNorm
-from n3net.knn import NeuralKNN
+from n3net.knn import NeuralKNN, temperature_from_log
 from n3net.ops.windows import Impl, WeightFn
 
 __all__ = [
@@ -509,7 +509,7 @@ class N3Block(nn.Module):
         y = x if values is None else values
         if self.temperature_net is not None:
             log_t = self.temperature_net(x)[..., 0]  # (B, N)
-            temperature: Tensor | float | None = self.temperature_scale * torch.exp(log_t)
+            temperature: Tensor | float | None = temperature_from_log(log_t, self.temperature_scale)
         else:
             temperature = None if self.fixed_temperature == 1.0 else self.fixed_temperature
         return set_aggregate(

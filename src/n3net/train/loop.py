@@ -51,6 +51,7 @@ __all__ = ["TrainResult", "lr_at", "param_groups", "train", "train_step", "valid
 
 _VALIDATION_STREAM = 2  # mix_seed tag of the validation noise
 _SYNC_EVERY = 10  # steps between clock broadcasts under DDP
+_MAX_SKIPPED_IN_A_ROW = 20  # consecutive non-finite steps before a run gives up
 
 
 @dataclass
@@ -107,12 +108,22 @@ def train_step(
     clean: Tensor,
     amp: bool = False,
 ) -> Tensor:
-    """One optimisation step on (B, 1, S, S) batches; returns the detached loss."""
+    """One optimisation step on (B, 1, S, S) batches; returns the detached loss.
+
+    A batch whose loss or gradient is not finite is skipped: no parameter or optimiser state
+    changes, and the returned loss is NaN so that the caller can count it.
+    """
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(noisy.device.type, dtype=torch.bfloat16, enabled=amp):
         output = model(noisy)
     loss = F.mse_loss(output.float(), clean)
     loss.backward()
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
+    grads = [g for g in grads if g is not None]
+    norms = torch.stack([n.float() for n in torch._foreach_norm(grads)]) if grads else loss[None]
+    if not bool(torch.isfinite(loss) & torch.isfinite(norms).all()):
+        optimizer.zero_grad(set_to_none=True)
+        return torch.full_like(loss.detach(), math.nan)
     optimizer.step()
     return loss.detach()
 
@@ -200,6 +211,7 @@ class _Run:
         self.config, self.info, self.device = config, info, device
         self.out_dir = Path(config.train.out_dir)
         self.step, self.elapsed = 0, 0.0
+        self.skipped = 0  # steps skipped for a non-finite loss or gradient
         self.best_psnr: float | None = None
         self.best_step: int | None = None
         self.best_state: dict[str, Tensor] | None = None
@@ -210,6 +222,7 @@ class _Run:
             "version": CHECKPOINT_VERSION,
             "step": self.step,
             "elapsed_s": self.elapsed,
+            "skipped": self.skipped,
             "config": self.config.to_dict(),
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -225,6 +238,7 @@ class _Run:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
+        self.skipped = int(state.get("skipped", 0))
         best = state["best"]
         self.best_psnr, self.best_step, self.best_state = best["psnr"], best["step"], best["model"]
         self.last_val = state.get("last_val_psnr")
@@ -339,7 +353,7 @@ def _train(
     synced_elapsed = run.elapsed
     last_ckpt_time, window_start, window_step = run.elapsed, run.elapsed, run.step
     loss_sum = torch.zeros((), device=device)
-    loss_count = 0
+    loss_count = skipped_in_a_row = 0
     lr = tc.lr
     try:
         while True:
@@ -352,9 +366,25 @@ def _train(
             noisy, clean = next(sampler)
             if tc.channels_last:
                 noisy = noisy.contiguous(memory_format=torch.channels_last)
-            loss_sum += train_step(trained, optimizer, noisy, clean, amp)
-            loss_count += 1
+            step_loss = train_step(trained, optimizer, noisy, clean, amp)
             run.step += 1
+            if bool(torch.isfinite(step_loss)):
+                loss_sum += step_loss
+                loss_count += 1
+                skipped_in_a_row = 0
+            else:
+                run.skipped += 1
+                skipped_in_a_row += 1
+                if log is not None:
+                    log.message(
+                        f"step {run.step}: skipped, non-finite loss or gradient "
+                        f"({run.skipped} skipped so far)"
+                    )
+                if skipped_in_a_row >= _MAX_SKIPPED_IN_A_ROW:
+                    raise RuntimeError(
+                        f"{skipped_in_a_row} steps in a row had a non-finite loss or gradient "
+                        f"(last at step {run.step}); lower train.lr or use train.amp='none'"
+                    )
             run.elapsed = time.perf_counter() - clock_start
             if not info.distributed:
                 synced_elapsed = run.elapsed
@@ -367,9 +397,7 @@ def _train(
                 finished or (tc.val_every > 0 and run.step % tc.val_every == 0)
             )
             if finished or validate_now or run.step % tc.log_every == 0:
-                mean_loss = float(dist_utils.reduce_mean(loss_sum, info)) / loss_count
-                if not math.isfinite(mean_loss):
-                    raise RuntimeError(f"the training loss became {mean_loss} at step {run.step}")
+                mean_loss = float(dist_utils.reduce_mean(loss_sum, info)) / max(loss_count, 1)
                 loss_sum.zero_()
                 loss_count = 0
                 window = max(run.elapsed - window_start, 1e-9)
@@ -443,6 +471,7 @@ def _finish(run: _Run, model: nn.Module, save_model: Any, n_train: int, n_val: i
     summary = {
         "arch": config.model.arch,
         "steps": run.step,
+        "skipped_steps": run.skipped,
         "minutes": round(run.elapsed / 60, 3),
         "best_val_psnr": run.best_psnr,
         "best_step": run.best_step,
