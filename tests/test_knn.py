@@ -373,3 +373,31 @@ def test_module_equals_functional(rule: str, mode: str, device) -> None:
         expected = _rule(rule, logits, 3, temperature, mask, seed=2)
     assert torch.equal(got, expected)
     assert "k=3" in repr(module) and rule in repr(module)
+
+
+def test_temperature_from_log_clamps_and_keeps_gradients_finite() -> None:
+    from n3net.knn import LOG_TEMPERATURE_BOUND, temperature_from_log
+
+    log_t = torch.tensor([-100.0, -3.0, 0.0, 2.5, 100.0], requires_grad=True)
+    t = temperature_from_log(log_t.to(torch.bfloat16), 0.1)
+    assert t.dtype == torch.float32
+    inside = 0.1 * torch.exp(log_t.detach()[1:4].bfloat16().float())
+    torch.testing.assert_close(t[1:4], inside)
+    bound = LOG_TEMPERATURE_BOUND
+    torch.testing.assert_close(t[[0, 4]], 0.1 * torch.exp(torch.tensor([-bound, bound])))
+    t64 = temperature_from_log(torch.zeros(2, dtype=torch.float64))
+    assert t64.dtype == torch.float64
+
+
+def test_tiny_learned_temperature_trains_without_nan() -> None:
+    """A log-temperature of -60 (seen within 30 bf16 steps) made every gradient NaN."""
+    from n3net.blocks import N3Block2d
+
+    torch.manual_seed(0)
+    block = N3Block2d(2, k=2, patch_size=4, stride=2, search_window=3, embed_features=4)
+    with torch.no_grad():
+        block.temperature_net[-1].bias.fill_(-60.0)
+    x = torch.randn(1, 2, 12, 12, requires_grad=True)
+    block(x).square().sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in block.parameters() if p.grad is not None)

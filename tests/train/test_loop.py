@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import csv
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -192,3 +194,54 @@ def test_validation_folder_and_no_validation(make_config: Any, tiny_root: Path) 
     assert model.metadata["weights"] == "last"
     with pytest.raises(ValueError, match="leaves no training images"):
         train(make_config("all", data={"val_images": 8}))
+
+
+def test_train_step_skips_non_finite_batches() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 3, padding=1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    clean = torch.rand(2, 1, 8, 8)
+    loss = loop.train_step(model, optimizer, clean + 0.1, clean)
+    assert math.isfinite(float(loss))
+    before = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
+    noisy = clean.clone()
+    noisy[0, 0, 3, 3] = math.nan
+    skipped = loop.train_step(model, optimizer, noisy, clean)
+    assert math.isnan(float(skipped))
+    _assert_same(model.state_dict(), before[0], "model")
+    _assert_same(optimizer.state_dict(), before[1], "optimizer")
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_run_skips_non_finite_steps_and_gives_up(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    real, calls = loop.train_step, []
+
+    def step(model: nn.Module, optimizer: Any, noisy: torch.Tensor, *args: Any) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) in (3, 4):  # two poisoned batches, then normal ones
+            noisy = torch.full_like(noisy, math.nan)
+        return real(model, optimizer, noisy, *args)
+
+    monkeypatch.setattr(loop, "train_step", step)
+    config = make_config(train={"log_every": 1, "val_every": 0})
+    result = train(config)
+    out = Path(config.train.out_dir)
+    assert result.steps == 12
+    assert json.loads((out / "summary.json").read_text())["skipped_steps"] == 2
+    assert all(math.isfinite(float(r["loss"])) for r in _rows(out) if r["loss"])
+
+    monkeypatch.setattr(loop, "train_step", lambda *a: torch.tensor(math.nan))
+    with pytest.raises(RuntimeError, match="20 steps in a row"):
+        train(make_config(train={"max_steps": 40, "out_dir": str(tmp_path / "nan")}))
+
+
+def test_skipped_step_keeps_batchnorm_statistics() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Conv2d(4, 1, 1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    clean = torch.rand(2, 1, 8, 8)
+    loop.train_step(model, optimizer, clean + 0.1, clean)
+    before = copy.deepcopy(model.state_dict())
+    loop.train_step(model, optimizer, torch.full_like(clean, math.nan), clean)
+    _assert_same(model.state_dict(), before, "model")

@@ -110,10 +110,12 @@ def train_step(
 ) -> Tensor:
     """One optimisation step on (B, 1, S, S) batches; returns the detached loss.
 
-    A batch whose loss or gradient is not finite is skipped: no parameter or optimiser state
-    changes, and the returned loss is NaN so that the caller can count it.
+    A batch whose loss or gradient is not finite is skipped: parameters, buffers (BatchNorm
+    statistics) and optimiser state stay as they were, and the returned loss is NaN so that the
+    caller can count it.
     """
     optimizer.zero_grad(set_to_none=True)
+    buffers = [b.clone() for b in model.buffers()]  # BN statistics: a few kB
     with torch.autocast(noisy.device.type, dtype=torch.bfloat16, enabled=amp):
         output = model(noisy)
     loss = F.mse_loss(output.float(), clean)
@@ -123,6 +125,9 @@ def train_step(
     norms = torch.stack([n.float() for n in torch._foreach_norm(grads)]) if grads else loss[None]
     if not bool(torch.isfinite(loss) & torch.isfinite(norms).all()):
         optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for buffer, saved in zip(model.buffers(), buffers, strict=True):
+                buffer.copy_(saved)
         return torch.full_like(loss.detach(), math.nan)
     optimizer.step()
     return loss.detach()
