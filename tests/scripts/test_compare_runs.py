@@ -1,0 +1,35 @@
+"""scripts/compare_runs.py: validation PSNR by step and by minutes from run folders."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare_runs.py"
+spec = importlib.util.spec_from_file_location("compare_runs", SCRIPT)
+assert spec is not None and spec.loader is not None
+compare_runs = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compare_runs)
+
+HEADER = "step,epoch,lr,loss,val_psnr,elapsed_s,imgs_per_s\n"
+
+
+def _run(folder: Path, rows: list[str]) -> Path:
+    folder.mkdir()
+    (folder / "log.csv").write_text(HEADER + "".join(r + "\n" for r in rows))
+    return folder
+
+
+def test_table_by_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _run(tmp_path / "a", ["10,0.1,1e-3,0.5,,6,1", "20,0.2,1e-3,0.4,25.5,120,1"])
+    b = _run(tmp_path / "b", ["20,0.1,1e-3,0.5,24.25,60,1", "40,0.2,1e-3,0.4,26,180,1"])
+    assert compare_runs.main([str(a), str(b)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| step | a: PSNR (minutes) | b: PSNR (minutes) |"
+    assert lines[2] == "| 20 | 25.500 (2.0) | 24.250 (1.0) |"
+    assert lines[3] == "| 40 |  | 26.000 (3.0) |"
+
+
+def test_missing_log_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert compare_runs.main([str(tmp_path)]) == 2
+    assert "log.csv not found" in capsys.readouterr().err
