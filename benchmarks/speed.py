@@ -36,12 +36,18 @@ import torch
 from n3net.models import create_model
 
 
-def _build(arch: str, device: str) -> torch.nn.Module:
+def _build(arch: str, device: str, channels_last: bool = False) -> torch.nn.Module:
     if arch == "dncnn17":
         model = create_model("dncnn", depth=17)
     else:
         model = create_model("n3net")
-    return model.to(device)
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def _input(size: int, device: str, channels_last: bool = False) -> torch.Tensor:
+    x = torch.rand(1, 1, size, size, device=device)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def _sync(device: str) -> None:
@@ -62,10 +68,12 @@ def _time(fn, repeats: int, warmup: int, device: str) -> float:
     return statistics.median(times)
 
 
-def forward_times(size: int, device: str, repeats: int) -> tuple[float, float]:
+def forward_times(
+    size: int, device: str, repeats: int, channels_last: bool = False
+) -> tuple[float, float]:
     """Median eval forward time of DnCNN-17 and N3Net, runs interleaved so drift hits both."""
-    models = [_build(arch, device).eval() for arch in ("dncnn17", "n3net")]
-    x = torch.rand(1, 1, size, size, device=device)
+    models = [_build(arch, device, channels_last).eval() for arch in ("dncnn17", "n3net")]
+    x = _input(size, device, channels_last)
     times: list[list[float]] = [[], []]
     with torch.inference_mode():
         for model in models:  # warm-up
@@ -114,11 +122,11 @@ def _rss_mb() -> float:
     return _status_mb("VmRSS")
 
 
-def peak_memory_mb(arch: str, size: int, device: str) -> float:
+def peak_memory_mb(arch: str, size: int, device: str, channels_last: bool = False) -> float:
     """Peak memory of one eval forward pass, in MiB (see the module docstring)."""
     if device.startswith("cuda"):
-        model = _build(arch, device).eval()
-        x = torch.rand(1, 1, size, size, device=device)
+        model = _build(arch, device, channels_last).eval()
+        x = _input(size, device, channels_last)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -129,10 +137,10 @@ def peak_memory_mb(arch: str, size: int, device: str) -> float:
     code = (
         "import sys, torch\n"
         f"sys.path[:0] = {[str(Path(__file__).resolve().parent), *sys.path]!r}\n"
-        "from speed import _build, _rss_mb, _status_mb\n"
+        "from speed import _build, _input, _rss_mb, _status_mb\n"
         f"torch.set_num_threads({torch.get_num_threads()})\n"
-        f"model = _build({arch!r}, 'cpu').eval()\n"
-        f"x = torch.rand(1, 1, {size}, {size})\n"
+        f"model = _build({arch!r}, 'cpu', {channels_last}).eval()\n"
+        f"x = _input({size}, 'cpu', {channels_last})\n"
         "base = _rss_mb()\n"
         "with torch.inference_mode():\n"
         "    model(x)\n"
@@ -153,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-batch", type=int, default=8)
     parser.add_argument("--train-crop", type=int, default=80)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="eval forward and memory with channels-last models and inputs (n3net.Denoiser's "
+        "CPU default); the training step is unchanged",
+    )
     parser.add_argument("--json", default=None, help="write the flat results to this file")
     args = parser.parse_args(argv)
     if args.threads:
@@ -168,12 +182,13 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
+        "channels_last": args.channels_last,
     }
     rows = []
     for size in args.sizes:
-        t_d, t_n = forward_times(size, args.device, args.repeats)
-        m_d = peak_memory_mb("dncnn17", size, args.device)
-        m_n = peak_memory_mb("n3net", size, args.device)
+        t_d, t_n = forward_times(size, args.device, args.repeats, args.channels_last)
+        m_d = peak_memory_mb("dncnn17", size, args.device, args.channels_last)
+        m_n = peak_memory_mb("n3net", size, args.device, args.channels_last)
         res.update(
             {
                 f"forward_time_dncnn17_{size}_s": t_d,
