@@ -282,8 +282,9 @@ class Denoiser:
         check_sigma: refuse a model trained for another sigma than ``sigma``.
         channels_last: run the network on channels-last tensors; None (default) means on the
             CPU, where oneDNN's convolutions are faster and leaner that way (DnCNN-17 at 1024²:
-            8.2 s instead of 11.7 s and 778 instead of 1033 MiB; N3Net: 16.1 s instead of 21.6 s
-            and 861 instead of 1117 MiB). The result is the same up to float rounding.
+            8.3 s instead of 11.8 s and 777 instead of 1033 MiB; N3Net: 15.3 s instead of 21.0 s
+            and 863 instead of 1119 MiB; ``benchmarks/speed.py [--channels-last]``, README).
+            The result is the same up to float rounding.
 
     Attributes:
         name: the model's name, file or class name.

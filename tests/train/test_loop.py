@@ -230,7 +230,9 @@ def test_run_skips_non_finite_steps_and_gives_up(
     out = Path(config.train.out_dir)
     assert result.steps == 12
     assert json.loads((out / "summary.json").read_text())["skipped_steps"] == 2
-    assert all(math.isfinite(float(r["loss"])) for r in _rows(out) if r["loss"])
+    rows = _rows(out)
+    assert all(math.isfinite(float(r["loss"])) for r in rows if r["loss"])
+    assert [int(r["step"]) for r in rows if not r["loss"]] == [3, 4]  # nothing to average
 
     monkeypatch.setattr(loop, "train_step", lambda *a: torch.tensor(math.nan))
     with pytest.raises(RuntimeError, match="20 steps in a row"):

@@ -402,7 +402,9 @@ def _train(
                 finished or (tc.val_every > 0 and run.step % tc.val_every == 0)
             )
             if finished or validate_now or run.step % tc.log_every == 0:
-                mean_loss = float(dist_utils.reduce_mean(loss_sum, info)) / max(loss_count, 1)
+                total = float(dist_utils.reduce_mean(loss_sum, info))
+                # None (an empty log cell) when every step since the last row was skipped
+                mean_loss = total / loss_count if loss_count else None
                 loss_sum.zero_()
                 loss_count = 0
                 window = max(run.elapsed - window_start, 1e-9)
@@ -421,7 +423,9 @@ def _train(
                         dict(step=run.step, epoch=epoch, lr=lr, loss=mean_loss, val_psnr=val_psnr,
                              elapsed_s=run.elapsed, imgs_per_s=rate)
                     )  # fmt: skip
-                    log.progress(fraction, run.step, mean_loss, lr, rate)
+                    log.progress(
+                        fraction, run.step, math.nan if mean_loss is None else mean_loss, lr, rate
+                    )
                     if val_psnr is not None:
                         log.message(f"step {run.step}: validation PSNR {val_psnr:.3f} dB")
             due = (tc.ckpt_every > 0 and run.step % tc.ckpt_every == 0) or (
