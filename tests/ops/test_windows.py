@@ -99,6 +99,7 @@ class Case:
     temperature: bool = True
     batchnorm: str | None = None  # None, "train" or "eval"
     cells: bool | None = None  # the fast path's cell formulation; None: its default
+    rows_per_chunk: int | None = None  # tile rows the fast path processes at once; None: auto
 
 
 def _weight_fn(case: Case):
@@ -176,7 +177,9 @@ def _assert_fast_matches_reference(case: Case, dtype: torch.dtype, device) -> No
     bn = _batchnorm(case, dtype, device)
     bn_fast = copy.deepcopy(bn)
     ref, ref_grads, ref_state, cot = _run(window_aggregate_reference, case, inputs, bn, None)
-    fast_fn = partial(window_aggregate_fast, tile=case.tile, cells=case.cells)
+    fast_fn = partial(
+        window_aggregate_fast, tile=case.tile, cells=case.cells, rows_per_chunk=case.rows_per_chunk
+    )
     fast, fast_grads, fast_state, _ = _run(fast_fn, case, inputs, bn_fast, cot)
 
     n1 = grid_size(case.height, case.patch_size, case.stride)
@@ -227,6 +230,15 @@ CASES = {
         26, 30, patch_size=4, stride=2, window=5, tile=2, batchnorm="train"
     ),
     "batchnorm-eval": Case(43, 47, window=5, batchnorm="eval"),
+    # Chunks of tile rows: one row at a time, two (the last chunk shorter), all at once.
+    "83x91px-chunk1": Case(83, 91, k=7, value_channels=1, rows_per_chunk=1),
+    "83x91px-chunk2": Case(83, 91, k=7, value_channels=1, rows_per_chunk=2),
+    "83x91px-chunk-all": Case(83, 91, k=7, value_channels=1, rows_per_chunk=100),
+    "83x91px-patch-engine-chunk2": Case(
+        83, 91, k=7, value_channels=1, cells=False, rows_per_chunk=2
+    ),
+    "batchnorm-train-chunk2": Case(43, 47, window=5, batchnorm="train", batch=2, rows_per_chunk=2),
+    "p5s3-chunk1": Case(23, 29, patch_size=5, stride=3, window=5, k=4, rows_per_chunk=1),
 }
 
 
@@ -236,10 +248,11 @@ def test_fast_matches_reference_float64(case: Case, device) -> None:
 
 
 SWEEP = {
-    f"tile{tile}-w{window}-k{k}": Case(
-        26, 30, patch_size=4, stride=2, window=window, k=k, tile=tile
+    f"tile{tile}-w{window}-k{k}-chunk{chunk}": Case(
+        26, 30, patch_size=4, stride=2, window=window, k=k, tile=tile, rows_per_chunk=chunk
     )
     for tile, window, k in itertools.product((1, 2, 4), (3, 5, 15), (1, 3, 7))
+    for chunk in ((1, 3) if k == 3 else (None,))
 }
 
 
@@ -254,7 +267,7 @@ FLOAT32 = {
     "83x91px-p10s5-w15-k7": CASES["83x91px-p10s5-w15-k7"],
     "batchnorm-train": CASES["batchnorm-train"],
     "batchnorm-eval": CASES["batchnorm-eval"],
-    "p4s2-tile2": dataclasses.replace(SWEEP["tile2-w5-k3"], batch=2),
+    "p4s2-tile2": dataclasses.replace(SWEEP["tile2-w5-k3-chunk1"], batch=2),
 }
 
 
@@ -269,6 +282,14 @@ GRADCHECK = {
     "4x5px-p2s1-w2-cells": (Case(4, 5, patch_size=2, stride=1, window=2, k=2, tile=2), False),
     "4x5px-p2s1-w2-patches": (
         Case(4, 5, patch_size=2, stride=1, window=2, k=2, tile=2, cells=False),
+        False,
+    ),
+    "4x5px-p2s1-w2-cells-chunk1": (
+        Case(4, 5, patch_size=2, stride=1, window=2, k=2, tile=2, rows_per_chunk=1),
+        False,
+    ),
+    "4x5px-p2s1-w2-patches-chunk1": (
+        Case(4, 5, patch_size=2, stride=1, window=2, k=2, tile=2, cells=False, rows_per_chunk=1),
         False,
     ),
     # 1 x 1 x 20 x 25 px, 10 px patches at stride 5: a 3 x 4 grid, window 3, k 2, tile 2. Fast-mode
@@ -298,6 +319,7 @@ def test_fast_gradcheck(case: Case, fast_mode: bool) -> None:
             logits_fn=bn,
             tile=case.tile,
             cells=case.cells,
+            rows_per_chunk=case.rows_per_chunk,
         )
 
     args = (inputs["embedding"], inputs["values"], inputs["temperature"])
@@ -390,3 +412,5 @@ def test_exceptions_shapes() -> None:
         window_aggregate(x, torch.randn(1, 1, 20, 25), 1, _continuous(1), **geometry)
     with pytest.raises(ValueError, match="tile"):
         window_aggregate_fast(x, x, 1, _continuous(1), **geometry, tile=0)
+    with pytest.raises(ValueError, match="rows_per_chunk"):
+        window_aggregate_fast(x, x, 1, _continuous(1), **geometry, rows_per_chunk=0)

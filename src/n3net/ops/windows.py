@@ -279,23 +279,49 @@ class _PatchEngine:
         self.y = F.pad(extract_patches(val, patch_size, stride), (0, 0, 0, 1))  # (B, L+1, V)
         self.cy = val.shape[1]
 
-    def dots(self, r: int) -> Tensor:
-        """Patch dot products of tile-row ``r``: (B, TC, Q, U)."""
-        q, u = self.plan.query[r], self.plan.union[r]  # (TC, Q), (TC, U)
+    def dots(self, rs: slice) -> Tensor:
+        """Patch dot products of the tile rows ``rs``: (B, R * TC, Q, U)."""
+        q, u = self.plan.query[rs].flatten(0, 1), self.plan.union[rs].flatten(0, 1)
         return torch.matmul(self.e[:, q], self.e[:, u].transpose(-1, -2))
 
-    def aggregate(self, r: int, w: Tensor) -> Tensor:
-        """Fold the weighted candidates of tile-row ``r`` into a stripe (B, K*C_Y, h, W')."""
+    def aggregate(self, rs: slice, w: Tensor) -> Tensor:
+        """Fold the weighted candidates of tile rows ``rs`` into a stripe (B, K*C_Y, h, W').
+
+        ``w``: (B, R * TC, Q, K, U). Consecutive tile rows hold consecutive grid rows, so the
+        stripe of ``R`` tile rows is one fold.
+        """
         rows, cols, p, s = self.rows, self.cols, self.p, self.s
-        b, tc, qn, k, _ = w.shape
-        u = self.plan.union[r]
-        agg = torch.matmul(w.flatten(2, 3), self.y[:, u])  # (B, TC, Q*K, V)
+        b, _, qn, k, _ = w.shape
+        tc = cols.query.shape[0]
+        u = self.plan.union[rs].flatten(0, 1)
+        agg = torch.matmul(w.flatten(2, 3), self.y[:, u])  # (B, R*TC, Q*K, V)
         qr, qc = rows.query.shape[1], cols.query.shape[1]
-        agg = agg.reshape(b, tc, qr, qc, k, self.cy * p * p)
-        agg = agg.permute(0, 4, 5, 2, 1, 3).reshape(b * k, self.cy * p * p, qr, tc * qc)
-        height, width = (qr - 1) * s + p, (tc * qc - 1) * s + p
+        agg = agg.reshape(b, -1, tc, qr, qc, k, self.cy * p * p)
+        n_r = agg.shape[1]
+        agg = agg.permute(0, 5, 6, 1, 3, 2, 4).reshape(b * k, self.cy * p * p, n_r * qr, tc * qc)
+        height, width = (n_r * qr - 1) * s + p, (tc * qc - 1) * s + p
         stripe = F.fold(agg.flatten(2), (height, width), p, stride=s)
         return stripe.reshape(b, k * self.cy, height, width)
+
+
+def _overlap_add(tiles: Tensor, dim: int, step: int) -> Tensor:
+    """Lay tiles of ``h`` cells side by side, ``step`` cells apart, adding overlaps.
+
+    ``tiles`` has the tile index at ``dim`` and the ``h >= step`` cells of each tile at
+    ``dim + 1``; the result merges both into ``(n - 1) * step + h`` cells at ``dim``. A fold
+    with a tile-sized kernel does the same, but im2col/col2im are very slow for such kernels,
+    on CPU and GPU alike.
+    """
+    n, h = tiles.shape[dim], tiles.shape[dim + 1]
+    shape = list(tiles.shape)
+    out_shape = shape[:dim] + [(n - 1) * step + h] + shape[dim + 2 :]
+    out = tiles.new_zeros(out_shape)
+    head = tiles.narrow(dim + 1, 0, step).reshape(shape[:dim] + [n * step] + shape[dim + 2 :])
+    out.narrow(dim, 0, n * step).copy_(head)
+    idx = [slice(None)] * dim
+    for j in range(step, h):  # the cells a tile shares with the next ones
+        out[(*idx, slice(j, j + (n - 1) * step + 1, step))] += tiles.select(dim + 1, j)
+    return out
 
 
 class _CellEngine:
@@ -321,16 +347,14 @@ class _CellEngine:
         self.y = F.pad(extract_patches(val, stride, stride), (0, 0, 0, 1))  # (B, cells+1, Vc)
         self.cy = val.shape[1]
 
-    def _cells(self, r: int) -> tuple[Tensor, Tensor]:
-        return self.plan.query_cells[r], self.plan.union_cells[r]
-
-    def dots(self, r: int) -> Tensor:
-        """Patch dot products of tile-row ``r`` from cell products: (B, TC, Q, U)."""
+    def dots(self, rs: slice) -> Tensor:
+        """Patch dot products of the tile rows ``rs`` from cell products: (B, R * TC, Q, U)."""
         m = self.m
         qr, qc = self.rows.query.shape[1], self.cols.query.shape[1]
         ur, uc = self.rows.union.shape[1], self.cols.union.shape[1]
-        q, u = self._cells(r)
-        g = torch.matmul(self.e[:, q], self.e[:, u].transpose(-1, -2))  # (B, TC, Q', U')
+        q = self.plan.query_cells[rs].flatten(0, 1)
+        u = self.plan.union_cells[rs].flatten(0, 1)
+        g = torch.matmul(self.e[:, q], self.e[:, u].transpose(-1, -2))  # (B, R*TC, Q', U')
         g = g.reshape(*g.shape[:2], qr + m - 1, qc + m - 1, ur + m - 1, uc + m - 1)
         dots = sum(
             g[:, :, dy : dy + qr, dx : dx + qc, dy : dy + ur, dx : dx + uc]
@@ -339,34 +363,34 @@ class _CellEngine:
         )
         return dots.reshape(*g.shape[:2], qr * qc, ur * uc)
 
-    def aggregate(self, r: int, w: Tensor) -> Tensor:
-        """Fold the weighted candidates of tile-row ``r`` into a stripe (B, K*C_Y, h, W')."""
+    def aggregate(self, rs: slice, w: Tensor) -> Tensor:
+        """Fold the weighted candidates of tile rows ``rs`` into a stripe (B, K*C_Y, h, W').
+
+        ``w``: (B, R * TC, Q, K, U).
+        """
         m, s, cy = self.m, self.s, self.cy
-        b, tc, _, k, _ = w.shape
+        b, rtc, _, k, _ = w.shape
+        tc = self.cols.query.shape[0]
         qr, qc = self.rows.query.shape[1], self.cols.query.shape[1]
         ur, uc = self.rows.union.shape[1], self.cols.union.shape[1]
-        w = w.reshape(b, tc, qr, qc, k, ur, uc).permute(0, 1, 4, 2, 3, 5, 6)
+        w = w.reshape(b, rtc, qr, qc, k, ur, uc).permute(0, 1, 4, 2, 3, 5, 6)
         # omega[v, c'] = sum over cell offsets d of w[v - d, c' - d]: which candidate cell feeds
         # which output cell, summed over the (up to m * m) patches covering the output cell.
-        omega = w.new_zeros(b, tc, k, qr + m - 1, qc + m - 1, ur + m - 1, uc + m - 1)
+        omega = w.new_zeros(b, rtc, k, qr + m - 1, qc + m - 1, ur + m - 1, uc + m - 1)
         for dy in range(m):
             for dx in range(m):
                 omega[..., dy : dy + qr, dx : dx + qc, dy : dy + ur, dx : dx + uc] += w
-        _, u = self._cells(r)
-        yu = self.y[:, u]  # (B, TC, U', Vc)
-        omega = omega.reshape(b * tc, k * (qr + m - 1) * (qc + m - 1), yu.shape[2])
-        out = torch.bmm(omega, yu.reshape(b * tc, yu.shape[2], yu.shape[3]))  # (B*TC, K*Q', Vc)
+        u = self.plan.union_cells[rs].flatten(0, 1)
+        yu = self.y[:, u]  # (B, R*TC, U', Vc)
+        omega = omega.reshape(b * rtc, k * (qr + m - 1) * (qc + m - 1), yu.shape[2])
+        out = torch.bmm(omega, yu.reshape(b * rtc, yu.shape[2], yu.shape[3]))  # (B*R*TC, ., Vc)
         hr, hc = qr + m - 1, qc + m - 1
-        # (B, K, C_Y, cell row, dy, tile, cell column, dx): tiles side by side along the row.
-        out = out.reshape(b, tc, k, hr, hc, cy, s, s).permute(0, 2, 5, 3, 6, 1, 4, 7)
-        # Neighbouring tiles share their last m - 1 cell columns: place the first qc columns of
-        # every tile, then add the shared ones (a fold with a tile-sized kernel does the same,
-        # but im2col/col2im are very slow for such kernels, on CPU and GPU alike).
-        stripe = out.new_zeros(b, k, cy, hr, s, tc * qc + m - 1, s)
-        stripe[..., : tc * qc, :] = out[..., :qc, :].reshape(b, k, cy, hr, s, tc * qc, s)
-        for j in range(qc, hc):
-            stripe[..., j : j + (tc - 1) * qc + 1 : qc, :] += out[..., j, :]
-        return stripe.reshape(b, k * cy, hr * s, (tc * qc + m - 1) * s)
+        # (B, K, C_Y, tile row, cell row, dy, tile, cell column, dx)
+        out = out.reshape(b, rtc // tc, tc, k, hr, hc, cy, s, s).permute(0, 3, 6, 1, 4, 7, 2, 5, 8)
+        # Neighbouring tiles share their last m - 1 cells, along rows and columns alike.
+        out = _overlap_add(out, 6, qc)  # (B, K, C_Y, R, hr, s, W cells, s)
+        out = _overlap_add(out, 3, qr)  # (B, K, C_Y, H cells, s, W cells, s)
+        return out.reshape(b, k * cy, out.shape[3] * s, out.shape[5] * s)
 
 
 @dataclass(frozen=True)
@@ -375,42 +399,55 @@ class _Plan:
 
     rows: _AxisTiles
     cols: _AxisTiles
-    query: list[Tensor]  # per tile row: (TC, Q) flat patch index of each query slot
-    union: list[Tensor]  # per tile row: (TC, U) flat patch index of each candidate slot
+    query: Tensor  # (TR, TC, Q) flat patch index of each query slot
+    union: Tensor  # (TR, TC, U) flat patch index of each candidate slot
     valid: Tensor  # (TR, TC, Q, U) bool: candidate in the query's window, not the query
     for_weights: Tensor  # (TR, TC, Q, U) bool: valid, and dummy queries see all real slots
-    keep: list[Tensor | None]  # per tile row: (TC, Q, 1, 1) bool, real queries; None if all
-    query_cells: list[Tensor]  # per tile row: (TC, Q') flat cell index of the queries' cells
-    union_cells: list[Tensor]  # per tile row: (TC, U') flat cell index of the candidates' cells
+    keep: Tensor | None  # (TR, TC, Q, 1, 1) bool, real queries; None if all are real
+    query_cells: Tensor  # (TR, TC, Q') flat cell index of the queries' cells
+    union_cells: Tensor  # (TR, TC, U') flat cell index of the candidates' cells
 
 
 @functools.lru_cache(maxsize=4)
 def _plan(n1: int, n2: int, window: int, tile: int, m: int, device: torch.device) -> _Plan:
     rows = _axis_tiles(n1, window, tile, m, device)
     cols = _axis_tiles(n2, window, tile, m, device)
-    query, union, valid, for_weights, keep, query_cells, union_cells = ([] for _ in range(7))
+    query, union, valid, for_weights, query_cells, union_cells = ([] for _ in range(6))
     for r in range(rows.query.shape[0]):
-        q = _flat(rows.query[r], cols.query, n1, n2)
-        query.append(q)
+        query.append(_flat(rows.query[r], cols.query, n1, n2))
         union.append(_flat(rows.union[r], cols.union, n1, n2))
         mask_r, weights_r = _tile_row_mask(rows, cols, r)
         valid.append(mask_r)
         for_weights.append(weights_r)
-        real = q < n1 * n2
-        keep.append(None if bool(real.all()) else real[:, :, None, None])
         query_cells.append(_flat(rows.query_cells[r], cols.query_cells, rows.cells, cols.cells))
         union_cells.append(_flat(rows.union_cells[r], cols.union_cells, rows.cells, cols.cells))
+    q = torch.stack(query)
+    real = q < n1 * n2
     return _Plan(
         rows,
         cols,
-        query,
-        union,
+        q,
+        torch.stack(union),
         torch.stack(valid),
         torch.stack(for_weights),
-        keep,
-        query_cells,
-        union_cells,
+        None if bool(real.all()) else real[..., None, None],
+        torch.stack(query_cells),
+        torch.stack(union_cells),
     )
+
+
+# Elements of one chunk's weights (B x R x TC x Q x K x U) that the fast path aims for when it
+# groups tile rows. On a CPU, small chunks are fastest (they stay in cache: at 512 x 512 one row
+# of tiles took 1.09 s a block and two rows 1.16 s) and keep the memory of a forward pass close
+# to that of the convolutions around it. On an accelerator, where every kernel launch costs
+# time, far more rows go at once (a training batch of crops is usually a single chunk).
+_CHUNK_ELEMENTS = {"cpu": 1 << 19}
+_CHUNK_ELEMENTS_DEFAULT = 1 << 25
+
+
+def _rows_per_chunk(weights_per_row: int, device: torch.device, n_rows: int) -> int:
+    budget = _CHUNK_ELEMENTS.get(device.type, _CHUNK_ELEMENTS_DEFAULT)
+    return max(1, min(n_rows, budget // max(1, weights_per_row)))
 
 
 def window_aggregate_fast(
@@ -426,12 +463,16 @@ def window_aggregate_fast(
     logits_fn: Callable[[Tensor, Tensor | None], Tensor] | None = None,
     tile: int = 4,
     cells: bool | None = None,
+    rows_per_chunk: int | None = None,
 ) -> Tensor:
     """Neighbour volumes by tiled matrix products; same result as the reference.
 
     See :func:`window_aggregate_reference` for the arguments and the module docstring for the
     method. ``tile`` is the side of a query tile in grid cells. ``cells`` chooses the cell
     formulation (default: whenever ``patch_size`` is a multiple of ``stride``).
+    ``rows_per_chunk`` is how many rows of tiles are processed together (default: as many as
+    keep one chunk's weights near a device-dependent size, see ``_CHUNK_ELEMENTS``); it changes
+    speed and memory, not the result.
 
     Shape:
         embedding: (B, C_E, H, W), values: (B, C_Y, H, W) -> (B, K, C_Y, H, W).
@@ -439,6 +480,8 @@ def window_aggregate_fast(
     n1, n2 = _check(embedding, values, k, patch_size, stride, search_window)
     if not isinstance(tile, int) or tile < 1:
         raise ValueError(f"tile must be a positive integer, got {tile!r}")
+    if rows_per_chunk is not None and (not isinstance(rows_per_chunk, int) or rows_per_chunk < 1):
+        raise ValueError(f"rows_per_chunk must be a positive integer, got {rows_per_chunk!r}")
     if cells is None:
         cells = patch_size % stride == 0
     elif cells and patch_size % stride:
@@ -448,7 +491,6 @@ def window_aggregate_fast(
         return values.new_zeros(0, k, *values.shape[1:])
     m = patch_size // stride if cells else 1
     plan = _plan(n1, n2, search_window, tile, m, embedding.device)
-    rows, cols = plan.rows, plan.cols
     engine_cls = _CellEngine if cells else _PatchEngine
     engine = engine_cls(embedding, values, plan, patch_size, stride)
     # Squared norms of the patch vectors, one zero for the dummy slot: (B, L + 1).
@@ -458,32 +500,37 @@ def window_aggregate_fast(
     if t_all is not None:
         t_all = F.pad(t_all, (0, 0, 0, 1), value=1.0)  # (B, L + 1, 1)
 
-    # Stage 1: logits of every tile, (B, TR, TC, Q, U): O(L * U) memory, a few floats per pixel.
-    n_rows = rows.query.shape[0]
-    logits = []
-    for r in range(n_rows):
-        q, u = plan.query[r], plan.union[r]
-        # -|a - b|^2 = 2<a, b> - |a|^2 - |b|^2, clamped at 0 against rounding.
-        lg = 2 * engine.dots(r) - sq[:, q, None] - sq[:, None, u].transpose(1, 2)
-        logits.append(lg.clamp_max_(0))
-    logits = torch.stack(logits, 1)
-    if logits_fn is not None:
-        logits = logits_fn(logits, plan.valid.expand_as(logits))
+    n_rows, tc, qn, un = plan.valid.shape
+    if rows_per_chunk is None:
+        rows_per_chunk = _rows_per_chunk(b * tc * qn * k * un, embedding.device, n_rows)
+    chunks = [slice(r, min(r + rows_per_chunk, n_rows)) for r in range(0, n_rows, rows_per_chunk)]
 
-    # Stage 2: weights, aggregation and folding, one row of tiles at a time.
+    # Stage 1: logits of every tile, (B, TR * TC, Q, U): O(L * U) memory, a few floats a pixel.
+    logits = []
+    for rs in chunks:
+        q, u = plan.query[rs].flatten(0, 1), plan.union[rs].flatten(0, 1)
+        # -|a - b|^2 = 2<a, b> - |a|^2 - |b|^2, clamped at 0 against rounding.
+        lg = 2 * engine.dots(rs) - sq[:, q, None] - sq[:, None, u].transpose(1, 2)
+        logits.append(lg.clamp_max_(0))
+    logits = torch.cat(logits, 1) if len(logits) > 1 else logits[0]
+    if logits_fn is not None:
+        logits = logits_fn(logits, plan.valid.flatten(0, 1).expand_as(logits))
+
+    # Stage 2: weights, aggregation and folding, one chunk of tile rows at a time.
     hp, wp = values.shape[-2:]
-    qr, qc = rows.query.shape[1], cols.query.shape[1]
+    qr, qc = plan.rows.query.shape[1], plan.cols.query.shape[1]
     out_h = (n_rows * qr - 1) * stride + patch_size
-    out_w = (cols.query.shape[0] * qc - 1) * stride + patch_size
+    out_w = (tc * qc - 1) * stride + patch_size
     out = values.new_zeros(b, k * cy, max(out_h, hp), max(out_w, wp))
-    for r in range(n_rows):
-        t = t_all[:, plan.query[r]] if t_all is not None else None  # (B, TC, Q, 1)
-        w = weight_fn(logits[:, r], t, plan.for_weights[r])  # (B, TC, Q, K, U)
+    for rs in chunks:
+        tiles = slice(rs.start * tc, rs.stop * tc)
+        t = t_all[:, plan.query[rs].flatten(0, 1)] if t_all is not None else None
+        w = weight_fn(logits[:, tiles], t, plan.for_weights[rs].flatten(0, 1))
         # Masked candidates already have weight 0; padded (dummy) queries must not contribute.
-        if plan.keep[r] is not None:
-            w = w * plan.keep[r]
-        stripe = engine.aggregate(r, w)
-        top = r * qr * stride
+        if plan.keep is not None:
+            w = w * plan.keep[rs].flatten(0, 1)
+        stripe = engine.aggregate(rs, w)  # (B, K * C_Y, h, W')
+        top = rs.start * qr * stride
         out[:, :, top : top + stripe.shape[2], : stripe.shape[3]] += stripe
     out = out[:, :, :hp, :wp]
     out.div_(overlap_count((hp, wp), patch_size, stride, out))  # in place: saves a copy
