@@ -414,3 +414,15 @@ def test_exceptions_shapes() -> None:
         window_aggregate_fast(x, x, 1, _continuous(1), **geometry, tile=0)
     with pytest.raises(ValueError, match="rows_per_chunk"):
         window_aggregate_fast(x, x, 1, _continuous(1), **geometry, rows_per_chunk=0)
+
+
+def test_rows_per_chunk_budget() -> None:
+    from n3net.ops.windows import _rows_per_chunk
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    # 1024 x 1024, batch 1: 52 rows of 52 tiles x 16 queries x 7 rounds x 324 candidates.
+    per_row = 52 * 16 * 7 * 324
+    assert _rows_per_chunk(per_row, cpu, 52) == 1
+    assert _rows_per_chunk(per_row, cuda, 52) == 4
+    assert _rows_per_chunk(10, cuda, 3) == 3  # never more rows than there are
+    assert _rows_per_chunk(1 << 30, cuda, 3) == 1  # a row over the budget still goes alone
