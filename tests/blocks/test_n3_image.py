@@ -324,3 +324,36 @@ def test_exceptions_constructor(kwargs: dict, match: str) -> None:
     kwargs = {"in_channels": 1, **kwargs}
     with pytest.raises(ValueError, match=match):
         N3Block2d(**kwargs)
+
+
+def test_chunks_of_tile_rows_do_not_change_the_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fast path groups rows of tiles by a per-device budget (accelerators: several rows per
+    # chunk). One row per chunk and all rows at once must give the same output and gradients.
+    from n3net.ops import windows
+
+    torch.manual_seed(0)
+    block = N3Block2d(2, k=3, patch_size=4, stride=2, search_window=5).train().double()
+    x = torch.randn(2, 2, 37, 41, dtype=torch.float64)
+    chosen: list[int] = []
+    rule = windows._rows_per_chunk
+
+    def spy(*args: object) -> int:
+        chosen.append(rule(*args))  # type: ignore[arg-type]
+        return chosen[-1]
+
+    monkeypatch.setattr(windows, "_rows_per_chunk", spy)
+
+    def run(budget: int) -> tuple[Tensor, list[Tensor]]:
+        monkeypatch.setattr(windows, "_CHUNK_ELEMENTS", {"cpu": budget})
+        xi = x.clone().requires_grad_()
+        net = copy.deepcopy(block)
+        out = net(xi)
+        grads = torch.autograd.grad(out.square().sum(), [xi, *net.parameters()])
+        return out.detach(), list(grads)
+
+    out1, grads1 = run(1)
+    out2, grads2 = run(1 << 30)
+    assert chosen[:2] == [1, 5]  # an 18 x 20 patch grid: 5 rows of 4 x 4 tiles
+    torch.testing.assert_close(out2, out1, rtol=0, atol=1e-12)
+    for g2, g1 in zip(grads2, grads1, strict=True):
+        torch.testing.assert_close(g2, g1, rtol=0, atol=1e-10)
