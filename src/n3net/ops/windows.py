@@ -313,6 +313,8 @@ def _overlap_add(tiles: Tensor, dim: int, step: int) -> Tensor:
     on CPU and GPU alike.
     """
     n, h = tiles.shape[dim], tiles.shape[dim + 1]
+    if n == 1:  # nothing to overlap (e.g. one row of tiles per chunk, as on a CPU)
+        return tiles.select(dim, 0)
     shape = list(tiles.shape)
     out_shape = shape[:dim] + [(n - 1) * step + h] + shape[dim + 2 :]
     out = tiles.new_zeros(out_shape)
