@@ -48,10 +48,11 @@ def load_any(source: str) -> nn.Module:
 
     if source.endswith(".pt"):
         from n3net.train.checkpoint import load_checkpoint
+        from n3net.train.config import RunConfig
 
         state = load_checkpoint(source)
-        model_cfg = state["config"]["model"]
-        model = create_model(model_cfg["arch"], **model_cfg.get("kwargs", {}))
+        config = RunConfig.from_dict(state["config"])  # as a resumed run reads it
+        model = create_model(config.model.arch, **config.model.kwargs)
         model.load_state_dict(state["model"])
         return model
     return load_model(source)
@@ -73,7 +74,7 @@ class _Stats:
         self.effective: list[list[Tensor]] = [[] for _ in range(k)]
         self.top: list[list[Tensor]] = [[] for _ in range(k)]
 
-    def add(self, weights: Tensor, temperature: Tensor | None, mask: Tensor | None) -> None:
+    def add(self, weights: Tensor, temperature: Tensor | None) -> None:
         # weights (..., K, U); padded query slots of the fast path count too (a few per cent).
         w = weights.detach().float()
         logw = torch.where(w > 0, w.log(), torch.zeros_like(w))
@@ -143,7 +144,7 @@ def variant(model: nn.Module, name: str, stats: list[_Stats] | None = None) -> I
                     _s: _Stats = stats[i],
                 ) -> Tensor:
                     w = _f(logits, temperature, mask)
-                    _s.add(w, temperature, mask)
+                    _s.add(w, temperature)
                     return w
 
                 b.knn.forward = recording  # type: ignore[method-assign]
