@@ -240,12 +240,13 @@ def neural_knn(
     else:
         alpha = logits if mask is None else logits.masked_fill(~mask, -math.inf)
     weights = []
-    for _ in range(k):
+    for j in range(k):
         scaled = _divide(alpha, t) if (t is not None and mode == "paper") else alpha
         log_w = torch.log_softmax(scaled, dim=-1)
         w = _exp_weights(log_w)
         weights.append(w)
-        alpha = alpha + _Log1mSoftmax.apply(log_w, w)  # Eq. 10 in log space: a + log(1 - w)
+        if j + 1 < k:  # the last round's update would be unused
+            alpha = alpha + _Log1mSoftmax.apply(log_w, w)  # Eq. 10 in log space: a + log(1 - w)
     return torch.stack(weights, dim=-2)
 
 
