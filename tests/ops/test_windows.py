@@ -426,3 +426,20 @@ def test_rows_per_chunk_budget() -> None:
     assert _rows_per_chunk(per_row, cuda, 52) == 4
     assert _rows_per_chunk(10, cuda, 3) == 3  # never more rows than there are
     assert _rows_per_chunk(1 << 30, cuda, 3) == 1  # a row over the budget still goes alone
+
+
+@pytest.mark.parametrize("index_shape", [(5,), (3, 4), (2, 3, 2)])
+def test_take_equals_advanced_indexing(index_shape: tuple[int, ...]) -> None:
+    from n3net.ops.windows import _take
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 7, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    index = torch.randint(0, 7, index_shape, generator=g)  # repeats, as tiles share candidates
+    got, want = _take(x, index), x[:, index]
+    assert got.shape == want.shape == (2, *index_shape, 3)
+    assert torch.equal(got, want)
+    grad = torch.randn(want.shape, dtype=torch.float64, generator=g)
+    (g_take,) = torch.autograd.grad(got, x, grad)
+    (g_index,) = torch.autograd.grad(want, x, grad)
+    torch.testing.assert_close(g_take, g_index, rtol=1e-12, atol=1e-12)
+    assert torch.equal(_take(x[..., 0], index), x[:, index, 0])  # 2-D input, (B, N)
