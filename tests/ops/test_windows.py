@@ -443,3 +443,34 @@ def test_take_equals_advanced_indexing(index_shape: tuple[int, ...]) -> None:
     (g_index,) = torch.autograd.grad(want, x, grad)
     torch.testing.assert_close(g_take, g_index, rtol=1e-12, atol=1e-12)
     assert torch.equal(_take(x[..., 0], index), x[:, index, 0])  # 2-D input, (B, N)
+
+
+def _spread_naive(w: Tensor, m: int) -> Tensor:
+    *lead, qr, qc, ur, uc = w.shape
+    out = w.new_zeros(*lead, qr + m - 1, qc + m - 1, ur + m - 1, uc + m - 1)
+    for dy, dx in itertools.product(range(m), repeat=2):
+        out = out + torch.nn.functional.pad(w, (dx, m - 1 - dx, dy, m - 1 - dy) * 2)
+    return out
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_diagonal_spread_and_sum_are_adjoint(m: int) -> None:
+    from n3net.ops.windows import _SpreadDiagonals, _SumDiagonals
+
+    g = torch.Generator().manual_seed(m)
+    w = torch.randn(2, 3, 2, 4, 3, 2, dtype=torch.float64, generator=g)  # (.., qr, qc, ur, uc)
+    big = torch.randn(2, 3, 1 + m, 3 + m, 2 + m, 1 + m, dtype=torch.float64, generator=g)
+    spread = _SpreadDiagonals.apply(w, m)
+    torch.testing.assert_close(spread, _spread_naive(w, m), rtol=1e-12, atol=1e-12)
+    # <spread(w), big> == <w, sum(big)>: the two maps are each other's transpose.
+    lhs = (spread * big).sum()
+    rhs = (w * _SumDiagonals.apply(big, m)).sum()
+    torch.testing.assert_close(lhs, rhs, rtol=1e-12, atol=1e-12)
+    # A transposed view in (the aggregation passes a permuted tensor) gives the same result.
+    wt = w.transpose(0, 1).contiguous().transpose(0, 1)
+    torch.testing.assert_close(_SpreadDiagonals.apply(wt, m), spread, rtol=0, atol=0)
+    w.requires_grad_(True)
+    big.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: _SpreadDiagonals.apply(x, m), (w,))
+    assert torch.autograd.gradcheck(lambda x: _SumDiagonals.apply(x, m), (big,))
+    assert torch.autograd.gradgradcheck(lambda x: _SpreadDiagonals.apply(x, m) ** 2, (w,))

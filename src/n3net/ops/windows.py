@@ -317,6 +317,73 @@ class _PatchEngine:
         return stripe.reshape(b, k * self.cy, height, width)
 
 
+def _diagonal_slices(m: int, q: tuple[int, int], u: tuple[int, int]) -> list[tuple[slice, ...]]:
+    """The ``m * m`` index windows ``[dy : dy + qr, dx : dx + qc, dy : dy + ur, dx : dx + uc]``."""
+    return [
+        (
+            Ellipsis,
+            slice(dy, dy + q[0]),
+            slice(dx, dx + q[1]),
+            slice(dy, dy + u[0]),
+            slice(dx, dx + u[1]),
+        )
+        for dy in range(m)
+        for dx in range(m)
+    ]
+
+
+def _sum_diagonals_impl(g: Tensor, m: int) -> Tensor:
+    *_, a, b, c, d = g.shape
+    parts = iter(_diagonal_slices(m, (a - m + 1, b - m + 1), (c - m + 1, d - m + 1)))
+    out = g[next(parts)].clone(memory_format=torch.contiguous_format)
+    for index in parts:
+        out += g[index]
+    return out
+
+
+def _spread_diagonals_impl(w: Tensor, m: int) -> Tensor:
+    *lead, qr, qc, ur, uc = w.shape
+    out = w.new_zeros(*lead, qr + m - 1, qc + m - 1, ur + m - 1, uc + m - 1)
+    for index in _diagonal_slices(m, (qr, qc), (ur, uc)):
+        out[index] += w
+    return out
+
+
+class _SumDiagonals(torch.autograd.Function):
+    """``out[.., a, b, c, d] = sum_{dy, dx < m} g[.., a + dy, b + dx, c + dy, d + dx]``.
+
+    Its adjoint is :class:`_SpreadDiagonals`; each is the other's backward, so neither records
+    the ``m * m`` slice operations for autograd (whose backward would zero-fill and copy a
+    tensor of the large shape once per slice).
+    """
+
+    @staticmethod
+    def forward(ctx, g: Tensor, m: int) -> Tensor:  # type: ignore[override]
+        ctx.m = m
+        return _sum_diagonals_impl(g, m)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        return _SpreadDiagonals.apply(grad, ctx.m), None
+
+
+class _SpreadDiagonals(torch.autograd.Function):
+    """``out[.., a, b, c, d] = sum_{dy, dx < m} w[.., a - dy, b - dx, c - dy, d - dx]``.
+
+    Shape:
+        w: (..., qr, qc, ur, uc) -> (..., qr + m - 1, qc + m - 1, ur + m - 1, uc + m - 1).
+    """
+
+    @staticmethod
+    def forward(ctx, w: Tensor, m: int) -> Tensor:  # type: ignore[override]
+        ctx.m = m
+        return _spread_diagonals_impl(w, m)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        return _SumDiagonals.apply(grad, ctx.m), None
+
+
 def _overlap_add(tiles: Tensor, dim: int, step: int) -> Tensor:
     """Lay tiles of ``h`` cells side by side, ``step`` cells apart, adding overlaps.
 
@@ -371,11 +438,8 @@ class _CellEngine:
         u = self.plan.union_cells[rs].flatten(0, 1)
         g = torch.matmul(_take(self.e, q), _take(self.e, u).transpose(-1, -2))  # (B, R*TC, Q', U')
         g = g.reshape(*g.shape[:2], qr + m - 1, qc + m - 1, ur + m - 1, uc + m - 1)
-        dots = sum(
-            g[:, :, dy : dy + qr, dx : dx + qc, dy : dy + ur, dx : dx + uc]
-            for dy in range(m)
-            for dx in range(m)
-        )
+        # A patch's dot product sums m * m cell dot products along a diagonal of the cell Gram.
+        dots = _SumDiagonals.apply(g, m) if m > 1 else g
         return dots.reshape(*g.shape[:2], qr * qc, ur * uc)
 
     def aggregate(self, rs: slice, w: Tensor) -> Tensor:
@@ -391,10 +455,7 @@ class _CellEngine:
         w = w.reshape(b, rtc, qr, qc, k, ur, uc).permute(0, 1, 4, 2, 3, 5, 6)
         # omega[v, c'] = sum over cell offsets d of w[v - d, c' - d]: which candidate cell feeds
         # which output cell, summed over the (up to m * m) patches covering the output cell.
-        omega = w.new_zeros(b, rtc, k, qr + m - 1, qc + m - 1, ur + m - 1, uc + m - 1)
-        for dy in range(m):
-            for dx in range(m):
-                omega[..., dy : dy + qr, dx : dx + qc, dy : dy + ur, dx : dx + uc] += w
+        omega = _SpreadDiagonals.apply(w, m) if m > 1 else w
         u = self.plan.union_cells[rs].flatten(0, 1)
         yu = _take(self.y, u)  # (B, R*TC, U', Vc)
         omega = omega.reshape(b * rtc, k * (qr + m - 1) * (qc + m - 1), yu.shape[2])
