@@ -329,7 +329,7 @@ def test_exceptions_constructor(kwargs: dict, match: str) -> None:
 def test_chunks_of_tile_rows_do_not_change_the_block(monkeypatch: pytest.MonkeyPatch) -> None:
     # The fast path groups rows of tiles by a per-device budget (accelerators: several rows per
     # chunk). One row per chunk and all rows at once must give the same output and gradients.
-    from n3net.ops import windows
+    from n3net.ops import _tiling, windows
 
     torch.manual_seed(0)
     block = N3Block2d(2, k=3, patch_size=4, stride=2, search_window=5).train().double()
@@ -344,7 +344,7 @@ def test_chunks_of_tile_rows_do_not_change_the_block(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(windows, "_rows_per_chunk", spy)
 
     def run(budget: int) -> tuple[Tensor, list[Tensor]]:
-        monkeypatch.setattr(windows, "_CHUNK_ELEMENTS", {"cpu": budget})
+        monkeypatch.setattr(_tiling, "_CHUNK_ELEMENTS", {"cpu": budget})
         xi = x.clone().requires_grad_()
         net = copy.deepcopy(block)
         out = net(xi)

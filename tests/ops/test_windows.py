@@ -417,7 +417,7 @@ def test_exceptions_shapes() -> None:
 
 
 def test_rows_per_chunk_budget() -> None:
-    from n3net.ops.windows import _rows_per_chunk
+    from n3net.ops._tiling import _rows_per_chunk
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     # 1024 x 1024, batch 1: 52 rows of 52 tiles x 16 queries x 7 rounds x 324 candidates.
@@ -430,7 +430,7 @@ def test_rows_per_chunk_budget() -> None:
 
 @pytest.mark.parametrize("index_shape", [(5,), (3, 4), (2, 3, 2)])
 def test_take_equals_advanced_indexing(index_shape: tuple[int, ...]) -> None:
-    from n3net.ops.windows import _take
+    from n3net.ops._engines import _take
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 7, 3, dtype=torch.float64, generator=g, requires_grad=True)
@@ -455,7 +455,7 @@ def _spread_naive(w: Tensor, m: int) -> Tensor:
 
 @pytest.mark.parametrize("m", [1, 2, 3])
 def test_diagonal_spread_and_sum_are_adjoint(m: int) -> None:
-    from n3net.ops.windows import _SpreadDiagonals, _SumDiagonals
+    from n3net.ops._engines import _SpreadDiagonals, _SumDiagonals
 
     g = torch.Generator().manual_seed(m)
     w = torch.randn(2, 3, 2, 4, 3, 2, dtype=torch.float64, generator=g)  # (.., qr, qc, ur, uc)
