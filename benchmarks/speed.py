@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from n3net._memory import retain_freed_memory
 from n3net.models import create_model
 
 
@@ -122,7 +123,9 @@ def _rss_mb() -> float:
     return _status_mb("VmRSS")
 
 
-def peak_memory_mb(arch: str, size: int, device: str, channels_last: bool = False) -> float:
+def peak_memory_mb(
+    arch: str, size: int, device: str, channels_last: bool = False, retain_memory: bool = False
+) -> float:
     """Peak memory of one eval forward pass, in MiB (see the module docstring)."""
     if device.startswith("cuda"):
         model = _build(arch, device, channels_last).eval()
@@ -138,6 +141,8 @@ def peak_memory_mb(arch: str, size: int, device: str, channels_last: bool = Fals
         "import sys, torch\n"
         f"sys.path[:0] = {[str(Path(__file__).resolve().parent), *sys.path]!r}\n"
         "from speed import _build, _input, _rss_mb, _status_mb\n"
+        "from n3net._memory import retain_freed_memory\n"
+        f"if {retain_memory}: retain_freed_memory()\n"
         f"torch.set_num_threads({torch.get_num_threads()})\n"
         f"model = _build({arch!r}, 'cpu', {channels_last}).eval()\n"
         f"x = _input({size}, 'cpu', {channels_last})\n"
@@ -167,10 +172,18 @@ def main(argv: list[str] | None = None) -> int:
         help="eval forward and memory with channels-last models and inputs (n3net.Denoiser's "
         "CPU default); the training step is unchanged",
     )
+    parser.add_argument(
+        "--retain-memory",
+        action="store_true",
+        help="keep freed memory in the process (n3net._memory.retain_freed_memory, what the "
+        "CLI does on a CPU) instead of glibc's default of unmapping every large buffer",
+    )
     parser.add_argument("--json", default=None, help="write the flat results to this file")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.retain_memory:
+        retain_freed_memory()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("speed.py: error: --device cuda but CUDA is not available", file=sys.stderr)
         return 2
@@ -183,12 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
         "channels_last": args.channels_last,
+        "retain_memory": args.retain_memory,
     }
     rows = []
     for size in args.sizes:
         t_d, t_n = forward_times(size, args.device, args.repeats, args.channels_last)
-        m_d = peak_memory_mb("dncnn17", size, args.device, args.channels_last)
-        m_n = peak_memory_mb("n3net", size, args.device, args.channels_last)
+        m_d = peak_memory_mb("dncnn17", size, args.device, args.channels_last, args.retain_memory)
+        m_n = peak_memory_mb("n3net", size, args.device, args.channels_last, args.retain_memory)
         res.update(
             {
                 f"forward_time_dncnn17_{size}_s": t_d,

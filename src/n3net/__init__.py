@@ -18,6 +18,7 @@ _LAZY = {
     "NeuralKNN": "n3net.knn",
     "N3Block": "n3net.blocks",
     "N3Block2d": "n3net.blocks",
+    "retain_freed_memory": "n3net._memory",
 }
 
 

@@ -5,10 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
 
 
-def test_speed_script_writes_flat_json(tmp_path: Path) -> None:
+@pytest.mark.parametrize("retain", [False, True])
+def test_speed_script_writes_flat_json(tmp_path: Path, retain: bool) -> None:
     out = tmp_path / "speed.json"
     cmd = [
         sys.executable,
@@ -23,9 +26,11 @@ def test_speed_script_writes_flat_json(tmp_path: Path) -> None:
         "40",
         "--json",
         str(out),
+        *(["--retain-memory"] if retain else []),
     ]
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     res = json.loads(out.read_text())
     for key in ("forward_time_ratio_48", "peak_mem_ratio_48", "train_step_time_ratio"):
         assert res[key] > 0
     assert res["device"] == "cpu" and res["threads"] >= 1
+    assert res["retain_memory"] is retain

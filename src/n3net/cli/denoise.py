@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from n3net.cli._errors import CliError
+from n3net.cli._options import add_low_memory, apply_memory_policy
 
 _EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -66,6 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "not exact (N3Net: 64 px moved PSNR by up to 0.0015 dB in our checks, 48 px by 0.06)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_low_memory(parser)
     parser.set_defaults(func=run)
 
 
@@ -142,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
     from n3net.denoising import Denoiser
 
     denoiser = Denoiser(args.model, args.sigma, args.device)
+    apply_memory_policy(args.low_memory, denoiser.device)
     if args.tile is not None:
         denoiser.check_tile(args.tile, args.overlap)
     if folder_out:

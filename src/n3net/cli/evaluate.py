@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from n3net.cli._errors import CliError
+from n3net.cli._options import add_low_memory, apply_memory_policy
 
 _PROTOCOL = (
     "grey images of each folder in sorted order (RGB -> L with (0.2989, 0.5870, 0.1140)); "
@@ -66,6 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate a model file at a sigma other than the one its metadata says it was "
         "trained for (refused by default)",
     )
+    add_low_memory(parser)
     parser.set_defaults(func=run)
 
 
@@ -168,13 +170,14 @@ def run(args: argparse.Namespace) -> int:
         if not sigma > 0 or sigma == float("inf"):
             raise CliError(f"--sigma must be > 0 (0-255 scale), got {sigma:g}")
     sigmas = _unique([float(s) for s in args.sigma])
-    resolve_device(args.device)  # e.g. cuda asked for but absent: one line, before any work
+    device = resolve_device(args.device)  # e.g. cuda absent: one line, before any work
     folders = _unique(args.data)
     for folder in folders:
         protocol_files(folder)  # fail on a missing or empty folder before any work
     target = _check_json_target(args.json, args.overwrite)
     jobs = _jobs(args, sigmas)
     denoisers = {job: _denoiser(*job, args.device, args.force) for job in jobs}
+    apply_memory_policy(args.low_memory, device)
 
     results: list[dict[str, Any]] = []
     for (model, sigma), denoiser in denoisers.items():
