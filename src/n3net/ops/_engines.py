@@ -18,8 +18,9 @@ from n3net.ops.patches import extract_patches
 def _take(x: Tensor, index: Tensor) -> Tensor:
     """``x[:, index]`` by ``index_select``: rows of ``x`` along dim 1 picked by ``index``.
 
-    Same result as advanced indexing, but about 9x faster on a CPU for the tile gathers (the
-    backward is ``index_add`` instead of a sorting ``index_put``).
+    Same result as advanced indexing, but much faster on a CPU for the tile gathers (one row of
+    tiles at 512 x 512, 26 x 361 rows of 200 floats: 1.1 ms against 9.2 ms), and the backward is
+    ``index_add`` instead of a sorting ``index_put``.
 
     Shape:
         x: (B, N, *F), index: (*I) long -> (B, *I, *F).
@@ -108,7 +109,10 @@ class _SumDiagonals(torch.autograd.Function):
 
     Its adjoint is :class:`_SpreadDiagonals`; each is the other's backward, so neither records
     the ``m * m`` slice operations for autograd (whose backward would zero-fill and copy a
-    tensor of the large shape once per slice).
+    tensor of the large shape once per slice: 16 % of an N3Net CPU training step).
+
+    Shape:
+        g: (..., qr + m - 1, qc + m - 1, ur + m - 1, uc + m - 1) -> (..., qr, qc, ur, uc).
     """
 
     @staticmethod
