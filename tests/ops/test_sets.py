@@ -124,6 +124,29 @@ def test_gradcheck(mode: str) -> None:
     assert torch.autograd.gradcheck(fn, tuple(inputs.values()), fast_mode=True)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_module_reference_vs_fast_with_batchnorm(mode: str) -> None:
+    torch.manual_seed(2)
+    kw = _candidates(mode, 2, 9, 3)
+    # temperature_scale 1: BN-normalised logits over t ~ 1 keep every weight well below 1.
+    opts = {"k": 3, "logits_batchnorm": True, "temperature_scale": 1.0}
+    ref = N3Block(4, impl="reference", **opts).double()
+    fast = N3Block(4, chunk_size=2, **opts).double()
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 9, 4, dtype=F64)
+    out_fast, out_ref = fast(x, **kw), ref(x, **kw)  # one training step each: same BN updates
+    torch.testing.assert_close(out_fast, out_ref, atol=1e-10, rtol=0)
+    grad_out = torch.randn_like(out_ref)
+    out_fast.backward(grad_out)
+    out_ref.backward(grad_out)
+    for (name, p), q in zip(fast.named_parameters(), ref.parameters(), strict=True):
+        assert p.grad is not None, name
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-10, rtol=0, msg=name)
+    ref.eval()
+    fast.eval()
+    torch.testing.assert_close(fast(x, **kw), ref(x, **kw), atol=1e-10, rtol=0)
+
+
 # --- properties from the paper ---------------------------------------------------------------
 
 
