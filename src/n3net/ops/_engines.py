@@ -29,6 +29,16 @@ def _take(x: Tensor, index: Tensor) -> Tensor:
     return picked.view(x.shape[0], *index.shape, *x.shape[2:])
 
 
+def _rows_with_dummy(x: Tensor, kernel: int, stride: int) -> Tensor:
+    """Patches (or cells) of ``x`` as rows, plus one zero row at flat index ``L`` that stands
+    for every dummy grid slot of the tiling.
+
+    Shape:
+        x: (B, C, H, W) -> (B, L + 1, C * kernel * kernel).
+    """
+    return F.pad(extract_patches(x, kernel, stride), (0, 0, 0, 1))
+
+
 class _PatchEngine:
     """Tile products on whole patch vectors (any patch size and stride)."""
 
@@ -42,9 +52,8 @@ class _PatchEngine:
     ) -> None:
         self.plan, self.rows, self.cols = plan, plan.rows, plan.cols
         self.p, self.s = patch_size, stride
-        # One zero row at flat index L stands for every dummy grid slot.
-        self.e = F.pad(extract_patches(emb, patch_size, stride), (0, 0, 0, 1))  # (B, L+1, D)
-        self.y = F.pad(extract_patches(val, patch_size, stride), (0, 0, 0, 1))  # (B, L+1, V)
+        self.e = _rows_with_dummy(emb, patch_size, stride)  # (B, L+1, D)
+        self.y = _rows_with_dummy(val, patch_size, stride)  # (B, L+1, V)
         self.cy = val.shape[1]
 
     def dots(self, rs: slice) -> Tensor:
@@ -183,8 +192,8 @@ class _CellEngine:
     ) -> None:
         self.plan, self.rows, self.cols = plan, plan.rows, plan.cols
         self.s, self.m = stride, patch_size // stride
-        self.e = F.pad(extract_patches(emb, stride, stride), (0, 0, 0, 1))  # (B, cells+1, Dc)
-        self.y = F.pad(extract_patches(val, stride, stride), (0, 0, 0, 1))  # (B, cells+1, Vc)
+        self.e = _rows_with_dummy(emb, stride, stride)  # (B, cells+1, Dc)
+        self.y = _rows_with_dummy(val, stride, stride)  # (B, cells+1, Vc)
         self.cy = val.shape[1]
 
     def dots(self, rs: slice) -> Tensor:
