@@ -189,6 +189,29 @@ def test_model_by_file_name_and_default(shipped: Path, model_file: Path) -> None
         denoise(image, sigma=70)
 
 
+def test_default_prefers_the_best_measured_psnr(shipped: Path) -> None:
+    """A recorded BSD68 PSNR outranks the architecture order; unrecorded files rank last."""
+    save_model(
+        _dncnn(), shipped / "dncnn3-gray-sigma25.safetensors", {"sigma": "25", "bsd68_psnr": "28.2"}
+    )
+    assert default_model(25) == "dncnn3-gray-sigma25"
+    n3 = create_model("n3net", **SMALL_N3NET)
+    save_model(
+        n3, shipped / "n3small-gray-sigma25.safetensors", {"sigma": "25", "bsd68_psnr": "27.5"}
+    )
+    assert default_model(25) == "dncnn3-gray-sigma25"
+    save_model(
+        n3, shipped / "n3small-gray-sigma25.safetensors", {"sigma": "25", "bsd68_psnr": "28.3"}
+    )
+    assert default_model(25) == "n3small-gray-sigma25"
+    save_model(
+        n3, shipped / "n3small-gray-sigma25.safetensors", {"sigma": "25", "bsd68_psnr": "28.2"}
+    )
+    assert default_model(25) == "n3small-gray-sigma25"  # a tie: N3Net before DnCNN
+    save_model(n3, shipped / "n3small-gray-sigma25.safetensors", {"sigma": "25", "bsd68_psnr": "x"})
+    assert default_model(25) == "dncnn3-gray-sigma25"  # unreadable counts as unrecorded
+
+
 def test_no_weights_shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_registry, "_weights_dir", lambda: tmp_path)
     with pytest.raises(ValueError, match="no trained weights are shipped yet"):

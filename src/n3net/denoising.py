@@ -120,7 +120,10 @@ def _trained_sigmas_text(models: dict[str, float | None]) -> str:
 def default_model(sigma: float) -> str:
     """Return the shipped pretrained model trained for ``sigma`` (0-255 scale).
 
-    When several exist, N3Net comes before N3Net light and DnCNN, grey before colour.
+    When several exist, the one with the best measured PSNR comes first: a model file may
+    record its BSD68 PSNR at its sigma in the metadata entry ``bsd68_psnr`` (written when the
+    weights ship, from ``n3net evaluate``), and files without one rank after those with one.
+    Ties go to N3Net before N3Net light and DnCNN, grey before colour, then the name.
 
     Raises:
         ValueError: no shipped weights for that sigma; the message lists the sigmas that exist.
@@ -133,11 +136,16 @@ def default_model(sigma: float) -> str:
     if not matching:
         raise ValueError(f"no trained model for sigma {sigma:g}; {_trained_sigmas_text(models)}")
 
-    def rank(name: str) -> tuple[int, bool, str]:
+    def rank(name: str) -> tuple[float, int, bool, str]:
         metadata = model_metadata(name)
+        try:
+            psnr = float(metadata.get("bsd68_psnr", "nan"))
+        except ValueError:
+            psnr = math.nan
         arch = metadata.get("n3net_arch", "")
         order = _ARCH_PREFERENCE.index(arch) if arch in _ARCH_PREFERENCE else len(_ARCH_PREFERENCE)
-        return order, metadata.get("channels", "1") != "1", name
+        measured = -psnr if math.isfinite(psnr) else math.inf
+        return measured, order, metadata.get("channels", "1") != "1", name
 
     return min(matching, key=rank)
 

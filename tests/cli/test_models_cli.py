@@ -18,3 +18,15 @@ def test_models_json(capsys) -> None:
     assert "dncnn17-gray-sigma25" in names
     row = data["pretrained"][names.index("dncnn17-gray-sigma25")]
     assert row["arch"] == "dncnn" and row["sigma"] == "25"
+
+
+def test_models_marks_one_default_per_sigma_the_best_measured(capsys) -> None:
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["pretrained"]
+    for sigma in {row["sigma"] for row in rows}:
+        same = [row for row in rows if row["sigma"] == sigma]
+        defaults = [row for row in same if row["default"]]
+        assert len(defaults) == 1, sigma
+        measured = [float(row["bsd68_psnr"]) for row in same if row["bsd68_psnr"] != "?"]
+        if measured:
+            assert float(defaults[0]["bsd68_psnr"]) == max(measured)

@@ -12,7 +12,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "models",
         help="list architectures and shipped trained weights",
         description="List the registered architectures and the trained weights shipped in the "
-        "package (name, architecture, sigma, training budget, validation PSNR).",
+        "package (name, architecture, sigma, training budget, validation and BSD68 PSNR; "
+        "the default for each sigma is the one with the best BSD68 PSNR).",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
@@ -21,11 +22,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from n3net.denoising import default_model
     from n3net.models import list_architectures, list_pretrained, model_metadata
 
     rows = []
     for name in list_pretrained():
         meta = model_metadata(name)
+        try:
+            is_default = default_model(float(meta.get("sigma", "nan"))) == name
+        except ValueError:
+            is_default = False
         rows.append(
             {
                 "name": name,
@@ -35,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
                 "minutes": meta.get("minutes", "?"),
                 "hardware": meta.get("hardware", "?"),
                 "val_psnr": meta.get("val_psnr", "?"),
+                "bsd68_psnr": meta.get("bsd68_psnr", "?"),
+                "default": is_default,
             }
         )
     if args.json:
@@ -47,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         print(
             f"  {r['name']:<24} {r['arch']:<8} sigma {r['sigma']:<4} {r['steps']} steps in "
-            f"{r['minutes']} min on {r['hardware']}, validation {r['val_psnr']} dB"
+            f"{r['minutes']} min on {r['hardware']}, validation {r['val_psnr']} dB, "
+            f"BSD68 {r['bsd68_psnr']} dB" + (" (default)" if r["default"] else "")
         )
     return 0
