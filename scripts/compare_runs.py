@@ -50,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{match[0][1]:.3f} ({match[0][0]:.1f})" if match else "")
         print(f"| {step} | " + " | ".join(cells) + " |")
     if args.png:
-        import matplotlib
+        try:
+            import matplotlib
+        except ImportError:
+            print("error: --png needs matplotlib (pip install -e '.[train]')", file=sys.stderr)
+            return 2
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt

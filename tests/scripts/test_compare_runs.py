@@ -33,3 +33,15 @@ def test_table_by_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 def test_missing_log_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert compare_runs.main([str(tmp_path)]) == 2
     assert "log.csv not found" in capsys.readouterr().err
+
+
+def test_png_without_matplotlib_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    a = _run(tmp_path / "a", ["20,0.2,1e-3,0.4,25.5,120,1"])
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    assert compare_runs.main([str(a), "--png", str(tmp_path / "c.png")]) == 2
+    assert "--png needs matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "c.png").exists()
