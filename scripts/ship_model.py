@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata=metadata)
+        tmp.chmod(0o644)  # a package file, readable by all (the temporary file may be 0600)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

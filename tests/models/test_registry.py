@@ -155,3 +155,30 @@ def test_shipped_weights_have_cards() -> None:
         assert folder.joinpath(f"{name}.md").is_file(), f"{name} has no model card"
         meta = model_metadata(name)
         assert meta["n3net_arch"] in ARCHS and "sigma" in meta
+
+
+def test_the_same_budget_pair_is_shipped() -> None:
+    """The training issue's pair loads by name; files stay small; N3Net's card records its
+    measured PSNR, and the default for sigma 25 is the better-measured model."""
+    from n3net.denoising import default_model
+
+    folder = _registry._weights_dir()
+    psnr = {}
+    for name, arch in (("n3net-gray-sigma25", "n3net"), ("dncnn17-gray-sigma25", "dncnn")):
+        assert folder.joinpath(f"{name}.safetensors").stat().st_size < 5 * 2**20
+        meta = model_metadata(name)
+        assert meta["n3net_arch"] == arch and meta["sigma"] == "25"
+        for key in ("set12_psnr", "bsd68_psnr", "urban100_psnr", "steps", "minutes", "hardware"):
+            assert key in meta, (name, key)
+        psnr[name] = float(meta["bsd68_psnr"])
+        card = folder.joinpath(f"{name}.md").read_text()
+        assert f"{psnr[name]:.2f}" in card, f"{name}: card lacks its BSD68 PSNR"
+    # both trained for the same wall-clock on the same hardware
+    metas = [model_metadata(n) for n in psnr]
+    assert metas[0]["hardware"] == metas[1]["hardware"]
+    assert abs(float(metas[0]["minutes"]) - float(metas[1]["minutes"])) < 1
+    assert default_model(25) == max(psnr, key=psnr.get)
+    model = load_model("n3net-gray-sigma25")
+    with torch.inference_mode():
+        out = model(torch.rand(1, 1, 40, 44))
+    assert out.shape == (1, 1, 40, 44) and torch.isfinite(out).all()
