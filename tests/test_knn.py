@@ -401,3 +401,32 @@ def test_tiny_learned_temperature_trains_without_nan() -> None:
     block(x).square().sum().backward()
     assert torch.isfinite(x.grad).all()
     assert all(torch.isfinite(p.grad).all() for p in block.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("mode", ["code", "paper"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("with_t", [False, True])
+@pytest.mark.parametrize("with_mask", [False, True])
+@pytest.mark.parametrize("validate", [False, True])
+def test_no_grad_path_is_bitwise_the_autograd_path(
+    mode: str, dtype: torch.dtype, with_t: bool, with_mask: bool, validate: bool
+) -> None:
+    """Without autograd the rounds run in place; the weights must be the same bit for bit,
+    also for sharp rows (a weight of ~1, subnormal flush) and masked candidates, and the
+    caller's logits must stay untouched."""
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(5, 7, 33, generator=g, dtype=dtype) * 30
+    logits[0, 0] = -1000.0
+    logits[0, 0, 3] = 0.0  # one dominant candidate: w ~ 1, the others flushed to 0
+    t = torch.rand(5, 7, 1, generator=g, dtype=dtype) + 0.05 if with_t else None
+    mask = torch.rand(5, 7, 33, generator=g) > 0.3 if with_mask else None
+    if mask is not None:
+        mask[..., :6] = True
+    before = logits.clone()
+    expected = neural_knn(logits, 5, t, mask, mode=mode, validate=validate)  # autograd path
+    with torch.no_grad():
+        got = neural_knn(logits, 5, t, mask, mode=mode, validate=validate)
+    assert torch.equal(got, expected)
+    assert torch.equal(logits, before)
+    with torch.inference_mode():
+        assert torch.equal(neural_knn(logits, 5, t, mask, mode=mode, validate=validate), expected)

@@ -187,6 +187,32 @@ def _divide(alpha: Tensor, t: Tensor) -> Tensor:
     return (alpha.masked_fill(dead, 0.0) / t).masked_fill(dead, -math.inf)
 
 
+def _rounds_no_grad(alpha: Tensor, k: int, t: Tensor | None) -> Tensor:
+    """The rounds of :func:`neural_knn` without autograd, in place on ``alpha`` (a fresh tensor).
+
+    Same operations on the same values as the autograd path, so the same weights bit for bit,
+    with fewer passes over memory: ``exp`` writes straight into the output (no stack), the
+    subnormal flush is one masked fill, and ``log(1 - w)`` and the logit update run in place.
+    ``t`` is the temperature of ``mode="paper"`` (divides every round), else None.
+
+    Shape:
+        alpha: (..., M) -> weights (..., K, M).
+    """
+    out = alpha.new_empty(*alpha.shape[:-1], k, alpha.shape[-1])
+    for j in range(k):
+        scaled = alpha if t is None else _divide(alpha, t)
+        log_w = torch.log_softmax(scaled, dim=-1)
+        log_w.masked_fill_(log_w < _EXP_FLOOR, -math.inf)  # as _exp_weights: exp() gives 0
+        w = out.select(-2, j)
+        torch.exp(log_w, out=w)
+        if j + 1 < k:  # Eq. 10 in log space, as _Log1mSoftmax.forward
+            update = torch.neg(w).log1p_()
+            top = log_w.argmax(-1, keepdim=True)
+            update.scatter_(-1, top, torch.log(-torch.expm1(log_w.gather(-1, top))))
+            alpha.add_(update)
+    return out
+
+
 def neural_knn(
     logits: Tensor,
     k: int,
@@ -239,6 +265,10 @@ def neural_knn(
         alpha = _check_logits(logits, k, mask)
     else:
         alpha = logits if mask is None else logits.masked_fill(~mask, -math.inf)
+    if not torch.is_grad_enabled():
+        paper_t = t if (t is not None and mode == "paper") else None
+        fresh = alpha is not logits or (t is not None and mode == "code")
+        return _rounds_no_grad(alpha if fresh else alpha.clone(), k, paper_t)
     weights = []
     for j in range(k):
         scaled = _divide(alpha, t) if (t is not None and mode == "paper") else alpha
