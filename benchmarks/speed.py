@@ -7,7 +7,8 @@ weights, and measures on the same grayscale inputs:
 * eval-mode forward time at 512x512 and 1024x1024 (median of ``--repeats`` runs after a
   warm-up, the two models' runs interleaved so that drift of the machine hits both alike);
 * one training step, forward + backward + Adam, batch 8 of 80x80 (median, interleaved too);
-* peak memory of one eval forward pass. CPU: each measurement runs in a fresh subprocess and
+* peak memory of one eval forward pass (the median of ``--memory-runs`` measurements). CPU:
+  each measurement runs in a fresh subprocess and
   reports its peak RSS (``VmHWM`` of /proc/self/status; not ``ru_maxrss``, which Linux carries
   over from the parent through fork and exec) minus the RSS right after building the model and
   input, so the interpreter, libtorch and the weights do not dilute the ratio. CUDA:
@@ -178,6 +179,13 @@ def main(argv: list[str] | None = None) -> int:
         help="keep freed memory in the process (n3net._memory.retain_freed_memory, what the "
         "CLI does on a CPU) instead of glibc's default of unmapping every large buffer",
     )
+    parser.add_argument(
+        "--memory-runs",
+        type=int,
+        default=1,
+        help="fresh processes per peak-memory measurement; the median is reported (a retained "
+        "heap's peak varies from run to run with thread timing, see README)",
+    )
     parser.add_argument("--json", default=None, help="write the flat results to this file")
     args = parser.parse_args(argv)
     if args.threads:
@@ -188,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         print("speed.py: error: --device cuda but CUDA is not available", file=sys.stderr)
         return 2
     torch.manual_seed(0)
-    res: dict[str, float | int | str] = {
+    res: dict[str, float | int | str | list[float]] = {
         "device": args.device
         if args.device == "cpu"
         else torch.cuda.get_device_name(torch.device(args.device)),
@@ -201,8 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for size in args.sizes:
         t_d, t_n = forward_times(size, args.device, args.repeats, args.channels_last)
-        m_d = peak_memory_mb("dncnn17", size, args.device, args.channels_last, args.retain_memory)
-        m_n = peak_memory_mb("n3net", size, args.device, args.channels_last, args.retain_memory)
+        runs = {
+            arch: [
+                peak_memory_mb(arch, size, args.device, args.channels_last, args.retain_memory)
+                for _ in range(max(1, args.memory_runs))
+            ]
+            for arch in ("dncnn17", "n3net")
+        }
+        m_d, m_n = (statistics.median_low(runs[arch]) for arch in ("dncnn17", "n3net"))
+        if args.memory_runs > 1:
+            res[f"peak_mem_dncnn17_{size}_mb_runs"] = runs["dncnn17"]
+            res[f"peak_mem_n3net_{size}_mb_runs"] = runs["n3net"]
         res.update(
             {
                 f"forward_time_dncnn17_{size}_s": t_d,

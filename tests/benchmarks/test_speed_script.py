@@ -26,7 +26,7 @@ def test_speed_script_writes_flat_json(tmp_path: Path, retain: bool) -> None:
         "40",
         "--json",
         str(out),
-        *(["--retain-memory"] if retain else []),
+        *(["--retain-memory", "--memory-runs", "3"] if retain else []),
     ]
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     res = json.loads(out.read_text())
@@ -34,3 +34,9 @@ def test_speed_script_writes_flat_json(tmp_path: Path, retain: bool) -> None:
         assert res[key] > 0
     assert res["device"] == "cpu" and res["threads"] >= 1
     assert res["retain_memory"] is retain
+    if retain:  # the reported peak is the median of the runs, which are recorded
+        for arch in ("dncnn17", "n3net"):
+            runs = res[f"peak_mem_{arch}_48_mb_runs"]
+            assert len(runs) == 3 and res[f"peak_mem_{arch}_48_mb"] == sorted(runs)[1]
+    else:
+        assert "peak_mem_dncnn17_48_mb_runs" not in res
