@@ -253,6 +253,7 @@ def neural_knn(
     """
     if mode not in ("code", "paper"):
         raise ValueError(f"mode must be 'code' or 'paper', got {mode!r}")
+    given = logits  # the caller's tensor: the in-place rounds below must not touch it
     if validate:
         t = _check_temperature(temperature, logits)
     else:  # trusted caller (N3 blocks): finite logits, valid masks, positive temperatures
@@ -265,13 +266,12 @@ def neural_knn(
         alpha = _check_logits(logits, k, mask)
     else:
         alpha = logits if mask is None else logits.masked_fill(~mask, -math.inf)
+    paper_t = t if mode == "paper" else None  # divides every round
     if not torch.is_grad_enabled():
-        paper_t = t if (t is not None and mode == "paper") else None
-        fresh = alpha is not logits or (t is not None and mode == "code")
-        return _rounds_no_grad(alpha if fresh else alpha.clone(), k, paper_t)
+        return _rounds_no_grad(alpha.clone() if alpha is given else alpha, k, paper_t)
     weights = []
     for j in range(k):
-        scaled = _divide(alpha, t) if (t is not None and mode == "paper") else alpha
+        scaled = alpha if paper_t is None else _divide(alpha, paper_t)
         log_w = torch.log_softmax(scaled, dim=-1)
         w = _exp_weights(log_w)
         weights.append(w)
