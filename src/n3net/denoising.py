@@ -102,11 +102,16 @@ def _metadata_sigma(metadata: dict[str, str] | None) -> float | None:
         return None
 
 
-def trained_models() -> dict[str, float | None]:
-    """Map every shipped pretrained name to the sigma it was trained for (None if unknown)."""
+def _shipped_metadata() -> dict[str, dict[str, str]]:
+    """Every shipped pretrained name with its model file's metadata (one read each)."""
     from n3net.models import list_pretrained, model_metadata
 
-    return {name: _metadata_sigma(model_metadata(name)) for name in list_pretrained()}
+    return {name: model_metadata(name) for name in list_pretrained()}
+
+
+def trained_models() -> dict[str, float | None]:
+    """Map every shipped pretrained name to the sigma it was trained for (None if unknown)."""
+    return {name: _metadata_sigma(meta) for name, meta in _shipped_metadata().items()}
 
 
 def _trained_sigmas_text(models: dict[str, float | None]) -> str:
@@ -128,16 +133,15 @@ def default_model(sigma: float) -> str:
     Raises:
         ValueError: no shipped weights for that sigma; the message lists the sigmas that exist.
     """
-    from n3net.models import model_metadata
-
     sigma = _check_sigma(sigma)
-    models = trained_models()
+    shipped = _shipped_metadata()
+    models = {name: _metadata_sigma(meta) for name, meta in shipped.items()}
     matching = [name for name, trained in models.items() if trained == sigma]
     if not matching:
         raise ValueError(f"no trained model for sigma {sigma:g}; {_trained_sigmas_text(models)}")
 
     def rank(name: str) -> tuple[float, int, bool, str]:
-        metadata = model_metadata(name)
+        metadata = shipped[name]
         try:
             psnr = float(metadata.get("bsd68_psnr", "nan"))
         except ValueError:

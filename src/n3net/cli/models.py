@@ -22,16 +22,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from n3net.denoising import default_model
+    from n3net.denoising import default_model, trained_models
     from n3net.models import list_architectures, list_pretrained, model_metadata
 
+    sigmas = {sigma for sigma in trained_models().values() if sigma is not None}
+    defaults = {default_model(sigma) for sigma in sigmas}
     rows = []
     for name in list_pretrained():
         meta = model_metadata(name)
-        try:
-            is_default = default_model(float(meta.get("sigma", "nan"))) == name
-        except ValueError:
-            is_default = False
         rows.append(
             {
                 "name": name,
@@ -42,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
                 "hardware": meta.get("hardware", "?"),
                 "val_psnr": meta.get("val_psnr", "?"),
                 "bsd68_psnr": meta.get("bsd68_psnr", "?"),
-                "default": is_default,
+                "default": name in defaults,
             }
         )
     if args.json:
