@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -47,18 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="replace a shipped NAME")
     args = parser.parse_args(argv)
 
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import save_file
+    from n3net.models import load_model, save_model
+    from n3net.models._registry import _RESERVED
 
     try:
-        with safe_open(str(args.model), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError) as error:
-        print(f"error: {args.model} is not a safetensors model file ({error})", file=sys.stderr)
+        model = load_model(args.model)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    if "n3net_arch" not in metadata or "sigma" not in metadata:
-        print(f"error: {args.model} has no n3net_arch / sigma metadata", file=sys.stderr)
+    metadata = {k: v for k, v in model.metadata.items() if k not in _RESERVED}
+    if "sigma" not in metadata:
+        print(f"error: {args.model} has no sigma metadata", file=sys.stderr)
         return 2
     results = []
     for path in args.results:
@@ -78,14 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if target.exists() and not args.force:
         print(f"error: {target} exists (use --force to replace it)", file=sys.stderr)
         return 2
-    metadata.update(psnr)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        tmp.chmod(0o644)  # a package file, readable by all (the temporary file may be 0600)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_model(model, target, {**metadata, **psnr})  # same tensors, written atomically
     print(f"wrote {target}: " + ", ".join(f"{k} {v}" for k, v in sorted(psnr.items())))
     return 0
 

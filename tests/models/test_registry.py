@@ -182,3 +182,15 @@ def test_the_same_budget_pair_is_shipped() -> None:
     with torch.inference_mode():
         out = model(torch.rand(1, 1, 40, 44))
     assert out.shape == (1, 1, 40, 44) and torch.isfinite(out).all()
+
+
+def test_saved_model_files_get_the_umask_mode(tmp_path: Path) -> None:
+    """safetensors creates 0600 files; a model file gets the mode any new file gets."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = save_model(create_model("dncnn", depth=3, features=8), tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
