@@ -67,6 +67,46 @@ def test_inference_forward_equals_autograd_forward(output: str) -> None:
     torch.testing.assert_close(inference, block(x).detach(), atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("train", [False, True])
+def test_small_cnns_run_channels_last_on_the_cpu_with_the_same_result(
+    train: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedding / temperature CNNs run channels-last on a contiguous CPU input (a speed-up
+    only): output and gradients match running them as given (float64: 1e-10), and the output
+    keeps the input's layout. A custom embedding module is called as given."""
+    torch.manual_seed(0)
+    block = N3Block2d(3, k=2, search_window=5, embed_features=8).double().train(train)
+    x = torch.randn(2, 3, 27, 31, dtype=torch.float64, requires_grad=True)
+    seen: list[bool] = []
+    embed = block.embedding.forward
+
+    def spy(inp: Tensor) -> Tensor:
+        seen.append(inp.is_contiguous(memory_format=torch.channels_last))
+        return embed(inp)
+
+    monkeypatch.setattr(block.embedding, "forward", spy)
+    state = copy.deepcopy(block.state_dict())
+    out = block(x)
+    assert seen == [True] and out.is_contiguous()
+    (grad,) = torch.autograd.grad(out.square().sum(), x)
+    block.load_state_dict(state)  # the same running statistics for the second pass
+    with monkeypatch.context() as m:
+        m.setattr(N3Block2d, "_small_cnn", staticmethod(lambda net, inp: net(inp)))
+        plain = block(x)
+        (plain_grad,) = torch.autograd.grad(plain.square().sum(), x)
+    assert seen == [True, False]
+    torch.testing.assert_close(out, plain, atol=1e-10, rtol=0)
+    torch.testing.assert_close(grad, plain_grad, atol=1e-10, rtol=0)
+    # A custom embedding module sees the input as given.
+    custom = N3Block2d(3, k=2, search_window=5, embedding=nn.Conv2d(3, 4, 1)).double()
+    inputs: list[bool] = []
+    custom.embedding.register_forward_pre_hook(
+        lambda mod, args: inputs.append(args[0].is_contiguous())
+    )
+    custom(x.detach())
+    assert inputs == [True]
+
+
 def test_values_are_aggregated_with_weights_from_x() -> None:
     block = N3Block2d(3, k=2, search_window=5, embed_features=8).double().eval()
     x = torch.randn(2, 3, 25, 31, dtype=torch.float64)

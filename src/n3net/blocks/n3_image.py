@@ -183,9 +183,27 @@ class N3Block2d(nn.Module):
             if learn_temperature
             else None
         )
+        # Our own CNNs may run channels-last on the CPU (see _small_cnn); a custom module may not.
+        self._own_embedding = embedding is None
         self.logits_bn = LogitsBatchNorm() if logits_batchnorm else None
         # The block builds masks and temperatures itself: no per-call value checks needed.
         self.knn = NeuralKNN(k, rule=rule, mode=mode, validate=False)
+
+    @staticmethod
+    def _small_cnn(net: nn.Module, x: Tensor) -> Tensor:
+        """Run an embedding / temperature CNN; on the CPU in channels-last layout.
+
+        oneDNN's contiguous (NCHW) convolutions with few input or output channels (8 -> 64,
+        64 -> 8, 64 -> 1 here) are 3-5x slower than channels-last ones on a CPU, so a contiguous
+        input is converted (8 channels: cheap) and the output converted back; the values are the
+        same up to float rounding. On other devices, or for a channels-last input, it is ``net(x)``.
+
+        Shape:
+            x: (B, C, H, W) -> (B, C_out, H, W), in the layout of ``x``.
+        """
+        if x.device.type != "cpu" or x.is_contiguous(memory_format=torch.channels_last):
+            return net(x)
+        return net(x.contiguous(memory_format=torch.channels_last)).contiguous()
 
     def neighbours(self, x: Tensor, values: Tensor | None = None) -> Tensor:
         """Compute the ``k`` neighbour volumes without concatenating.
@@ -202,10 +220,11 @@ class N3Block2d(nn.Module):
             )
         p, s = self.patch_size, self.stride
         h, w = x.shape[-2:]
-        emb = pad_for_patches(self.embedding(x), p, s)
+        emb = self._small_cnn(self.embedding, x) if self._own_embedding else self.embedding(x)
+        emb = pad_for_patches(emb, p, s)
         y_pad = pad_for_patches(y, p, s)
         if self.temperature_net is not None:
-            log_t = pad_for_patches(self.temperature_net(x), p, s)
+            log_t = pad_for_patches(self._small_cnn(self.temperature_net, x), p, s)
             temperature = temperature_from_log(
                 patch_temperature(
                     log_t.to(torch.promote_types(log_t.dtype, torch.float32)),
