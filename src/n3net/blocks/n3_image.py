@@ -183,27 +183,33 @@ class N3Block2d(nn.Module):
             if learn_temperature
             else None
         )
-        # Our own CNNs may run channels-last on the CPU (see _small_cnn); a custom module may not.
+        # Our own CNNs may run channels-last on the CPU (see _small_cnns); a custom module may not.
         self._own_embedding = embedding is None
         self.logits_bn = LogitsBatchNorm() if logits_batchnorm else None
         # The block builds masks and temperatures itself: no per-call value checks needed.
         self.knn = NeuralKNN(k, rule=rule, mode=mode, validate=False)
 
-    @staticmethod
-    def _small_cnn(net: nn.Module, x: Tensor) -> Tensor:
-        """Run an embedding / temperature CNN; on the CPU in channels-last layout.
+    def _small_cnns(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Embedding ``E`` and log-temperature map; on a CPU our own CNNs run channels-last.
 
         oneDNN's contiguous (NCHW) convolutions with few input or output channels (8 -> 64,
         64 -> 8, 64 -> 1 here) are 3-5x slower than channels-last ones on a CPU, so a contiguous
-        input is converted (8 channels: cheap) and the output converted back; the values are the
-        same up to float rounding. On other devices, or for a channels-last input, it is ``net(x)``.
+        input is converted once (8 channels: cheap) for both CNNs and their outputs converted
+        back; the values are the same up to float rounding. On other devices, for a channels-last
+        input, and for a custom embedding module, the CNNs see ``x`` as given.
 
         Shape:
-            x: (B, C, H, W) -> (B, C_out, H, W), in the layout of ``x``.
+            x: (B, C, H, W) -> (B, E, H, W) and (B, 1, H, W) or None, in the layout of ``x``.
         """
-        if x.device.type != "cpu" or x.is_contiguous(memory_format=torch.channels_last):
-            return net(x)
-        return net(x.contiguous(memory_format=torch.channels_last)).contiguous()
+        convert = x.device.type == "cpu" and not x.is_contiguous(memory_format=torch.channels_last)
+        x_cl = x.contiguous(memory_format=torch.channels_last) if convert else x
+
+        def run(net: nn.Module) -> Tensor:
+            return net(x_cl).contiguous() if convert else net(x)
+
+        emb = run(self.embedding) if self._own_embedding else self.embedding(x)
+        log_t = run(self.temperature_net) if self.temperature_net is not None else None
+        return emb, log_t
 
     def neighbours(self, x: Tensor, values: Tensor | None = None) -> Tensor:
         """Compute the ``k`` neighbour volumes without concatenating.
@@ -220,11 +226,11 @@ class N3Block2d(nn.Module):
             )
         p, s = self.patch_size, self.stride
         h, w = x.shape[-2:]
-        emb = self._small_cnn(self.embedding, x) if self._own_embedding else self.embedding(x)
+        emb, log_t = self._small_cnns(x)
         emb = pad_for_patches(emb, p, s)
         y_pad = pad_for_patches(y, p, s)
-        if self.temperature_net is not None:
-            log_t = pad_for_patches(self._small_cnn(self.temperature_net, x), p, s)
+        if log_t is not None:
+            log_t = pad_for_patches(log_t, p, s)
             temperature = temperature_from_log(
                 patch_temperature(
                     log_t.to(torch.promote_types(log_t.dtype, torch.float32)),
