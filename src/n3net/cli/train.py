@@ -1,4 +1,9 @@
-"""`n3net train`: train a Gaussian denoiser (paper §5.1 protocol), resumable and multi-process.
+"""`n3net train`: train a model for a task (default: Gaussian denoising), resumable, multi-process.
+
+Every field of the config sections (:mod:`n3net.train.config`, and each task's ``[task]`` table)
+is a flag, derived by :func:`n3net.train.fields.add_flags`: ``train.batch_size`` is
+``--batch-size``, ``task.sigma`` is ``--sigma``, its help the field's docstring entry. So flags,
+TOML keys and help cannot drift apart.
 
 Examples:
     n3net train --arch dncnn --sigma 25 --max-minutes 60 --out runs/dncnn25
@@ -10,31 +15,70 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
+from typing import Any
 
 _EPILOG = """\
-Configuration: dataclass defaults (the paper's protocol) < --preset < --config FILE.toml <
---set section.key=value < the flags above. Sections: model (arch, kwargs), data (preset, root,
-train_dirs, val_images, val_dir, crop_size, crops_per_image, sigma, sampler), train (batch_size,
-lr, lr_final, epochs, max_steps, max_minutes, weight_decay, betas, seed, amp, channels_last,
-device, workers, val_every, ckpt_every, ckpt_minutes, log_every, out_dir, tensorboard, progress,
-sync_bn). --print-config shows the result. Data folders are relative to data.root ($N3NET_DATA or
-../shared/data). The run folder gets last.pt (checkpoint), log.csv, tensorboard/, curves.png,
-config.json, summary.json, last.safetensors and model.safetensors (best validation weights).
+Configuration, each overriding the one before: the dataclass defaults (the paper's protocol) <
+the task's defaults < its --preset < --config FILE.toml ([model] [data] [train] [task] tables) <
+--set section.key=value < the flags above (each flag names its key in brackets).
+--print-config shows the result. Relative data folders resolve under --data-root ($N3NET_DATA).
+The run folder gets last.pt (checkpoint), log.csv, tensorboard/, curves.png, config.json,
+summary.json, last.safetensors and model.safetensors (best validation weights).
 """
+
+
+class _TrainParser(argparse.ArgumentParser):
+    """The `train` parser; it adds the tasks' flags when it is first used.
+
+    The tasks' modules import torch, which `n3net --help` and the other commands should not pay
+    for, so their ``[task]`` options join the parser only when `train` parses or prints help.
+    """
+
+    _task_flags: dict[str, Any] | None = None
+
+    def add_task_flags(self) -> None:
+        if self._task_flags is not None:
+            return
+        from n3net.train.fields import add_flags
+        from n3net.train.tasks import list_tasks, task_class
+
+        self._task_flags = dict(self._core_flags)
+        for name in list_tasks():
+            group = self.add_argument_group(f"options of task {name} ([task] table)")
+            add_flags(group, "task", task_class(name).Config, self._task_flags)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self.add_task_flags()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self.add_task_flags()
+        return super().format_help()
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the `train` subcommand."""
+    from n3net.train.config import DataConfig, ModelConfig, TrainConfig
+    from n3net.train.fields import add_flags
+
     parser = subparsers.add_parser(
         "train",
-        help="train a denoiser (paper protocol; resumable; torchrun for several processes)",
-        description="Train a Gaussian denoiser with the paper's protocol: random crops with flips "
-        "and rotations, noise added on the fly, Adam, exponential lr decay, validation on held-out "
-        "training images, atomic checkpoints that resume exactly.",
+        help="train a model (default task: Gaussian denoising; resumable; torchrun for several "
+        "processes)",
+        description="Train a model for a task. The default task, denoise, follows the paper's "
+        "protocol: random crops with flips and rotations, noise added on the fly, Adam, "
+        "exponential lr decay, validation on held-out training images, atomic checkpoints that "
+        "resume exactly.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", metavar="FILE", help="TOML file with [model] [data] [train]")
+    parser.__class__ = _TrainParser  # subparsers build plain parsers; see _TrainParser
+    parser.add_argument(
+        "--config", metavar="FILE", help="TOML file with [model] [data] [train] [task]"
+    )
     parser.add_argument(
         "--set",
         dest="sets",
@@ -43,22 +87,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="SECTION.KEY=VALUE",
         help="override one value (TOML syntax; repeatable), e.g. model.kwargs.depth=17",
     )
-    parser.add_argument("--preset", choices=("paper", "dncnn"), help="data preset")
-    parser.add_argument("--arch", help="architecture (e.g. dncnn, n3net, n3net-light)")
-    parser.add_argument("--sigma", type=float, help="noise level on the 0-255 scale")
-    parser.add_argument("--data-root", help="folder that data.train_dirs are relative to")
-    parser.add_argument("--max-minutes", type=float, help="time budget; lr follows elapsed time")
-    parser.add_argument("--max-steps", type=int, help="step budget (replaces train.epochs)")
-    parser.add_argument("--batch-size", type=int, help="crops per step over all processes")
-    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--amp", choices=("none", "bf16"), help="bf16 autocast")
     parser.add_argument(
-        "--channels-last", action=argparse.BooleanOptionalAction, help="channels-last memory"
-    )
-    parser.add_argument("--sampler", choices=("device", "loader"), help="where crops are cut")
-    parser.add_argument("--workers", type=int, help="DataLoader workers (sampler loader)")
-    parser.add_argument("--seed", type=int, help="seed of initialisation and data")
-    parser.add_argument("--out", help="run folder (train.out_dir)")
+        "--task", dest="task.name", default=argparse.SUPPRESS, metavar="NAME",
+        help="what to train (default denoise) [task.name]",
+    )  # fmt: skip
     parser.add_argument(
         "--resume", metavar="PATH|auto", help="continue a checkpoint; auto: OUT/last.pt if any"
     )
@@ -68,37 +100,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config as JSON and exit"
     )
+    taken: dict[str, Any] = {"--task": ("task.name", str)}
+    for section, cls in (("model", ModelConfig), ("data", DataConfig), ("train", TrainConfig)):
+        add_flags(parser.add_argument_group(f"{section} options"), section, cls, taken)
+    parser._core_flags = taken  # type: ignore[attr-defined]
     parser.set_defaults(func=run)
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
-    return {
-        "model": {"arch": args.arch},
-        "data": {
-            "preset": args.preset,
-            "sigma": args.sigma,
-            "root": args.data_root,
-            "sampler": args.sampler,
-        },
-        "train": {
-            "max_minutes": args.max_minutes,
-            "max_steps": args.max_steps,
-            "batch_size": args.batch_size,
-            "device": args.device,
-            "amp": args.amp,
-            "channels_last": args.channels_last,
-            "workers": args.workers,
-            "seed": args.seed,
-            "out_dir": args.out,
-        },
-    }
+def flag_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The config values the user typed as flags, as nested ``{section: {key: value}}``."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for dest, value in vars(args).items():
+        section, dot, key = dest.partition(".")
+        if dot:
+            overrides.setdefault(section, {})[key] = value
+    return overrides
 
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the config and train."""
     from n3net.train.config import resolve_config
 
-    config = resolve_config(args.config, args.sets, _overrides(args))
+    config = resolve_config(args.config, args.sets, flag_overrides(args))
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0

@@ -9,8 +9,8 @@ What the authors did (and what makes our noisy images identical to theirs):
    ``noise = torch.zeros_like(x).normal_(0, 1) * sigma / 255`` drawn on the CPU in float32, and
    ``noisy = x + noise`` without clipping or quantisation.
 
-Training code should not touch the global generator: use :func:`add_gaussian_noise` with its own
-``torch.Generator`` instead.
+Training code should not touch the global generator: use :func:`add_gaussian_noise` (from
+:mod:`n3net.degradations`) with its own ``torch.Generator`` instead.
 
 Axis legend: ``B`` batch, ``C`` channels, ``H, W`` image size.
 """
@@ -26,6 +26,7 @@ from PIL import Image
 from torch import Tensor
 
 from n3net.data.imageio import list_images
+from n3net.degradations.gaussian import add_gaussian_noise  # re-exported: training noise
 
 __all__ = [
     "GRAY_MATRIX",
@@ -99,36 +100,6 @@ class ProtocolNoise:
         """
         noise = torch.zeros(x.shape, dtype=torch.float32).normal_(0, 1) * sigma / 255
         return x + noise.to(device=x.device, dtype=x.dtype)
-
-
-def add_gaussian_noise(
-    x: Tensor, sigma: float | Tensor, generator: torch.Generator | None = None
-) -> Tensor:
-    """Add white Gaussian noise of standard deviation ``sigma / 255``, no clipping.
-
-    Unlike :class:`ProtocolNoise` this draws from ``generator`` (the global one only when None),
-    so training and data loading stay reproducible without touching global state.
-
-    Args:
-        x: clean images in [0, 1].
-        sigma: noise level on the 0-255 scale; a float, or one value per sample.
-        generator: random generator; the noise is drawn on its device, then moved to ``x``'s.
-
-    Returns:
-        ``x + noise``.
-
-    Shape:
-        x: (B, C, H, W) (or any (B, ...)); sigma: scalar or (B,) -> same shape as x.
-    """
-    device = generator.device if generator is not None else x.device
-    noise = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
-    if isinstance(sigma, Tensor) and sigma.ndim > 0:
-        if sigma.shape != (x.shape[0],):
-            raise ValueError(
-                f"sigma must be a scalar or (B,) = ({x.shape[0]},), got {tuple(sigma.shape)}"
-            )
-        sigma = sigma.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
-    return x + noise * (sigma / 255)
 
 
 def iter_protocol(

@@ -2,7 +2,8 @@
 
 A checkpoint is a dict of tensors and plain Python values only (so ``torch.load(...,
 weights_only=True)`` reads it): the model and optimiser state dicts, the step, the elapsed training
-time, the best validation result with its weights, the config, and every RNG state (torch CPU,
+time, the best validation result with its weights (``best``: the task's ``metric``, its ``value``,
+``step`` and ``model``), the config, and every RNG state (torch CPU,
 CUDA, numpy, Python ``random``). The data stream itself is counter-based (see
 :mod:`n3net.train.data`): its state is the seed and the step.
 """
@@ -25,7 +26,9 @@ __all__ = [
     "restore_rng_states",
 ]
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+# Version 1 named the best result "psnr" and the last one "last_val_psnr"; it still loads.
+READABLE_VERSIONS = (1, 2)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -112,8 +115,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+    if not isinstance(state, dict) or state.get("version") not in READABLE_VERSIONS:
         raise ValueError(
             f"{path} is not an n3net training checkpoint (version {CHECKPOINT_VERSION})"
         )
+    if state["version"] == 1:
+        best = state["best"]
+        state["best"] = {"value": best["psnr"], "step": best["step"], "model": best["model"]}
+        state["last_val"] = state.pop("last_val_psnr", None)
     return state

@@ -1,4 +1,4 @@
-"""Training data: grey images held in memory, random crops with flips/rotations, noise on the fly.
+"""Training data of image tasks: grey images in memory, random crops with flips/rotations.
 
 Randomness is counter-based: every batch is a pure function of ``(seed, batch index, rank)``,
 drawn from a ``torch.Generator`` seeded with those numbers. A checkpoint therefore needs only the
@@ -9,15 +9,20 @@ Epochs follow the paper: every epoch each training image gives ``crops_per_image
 order shuffled with a generator seeded by ``(seed, epoch)`` and shared by all ranks; global batch
 ``b`` takes positions ``[b·B, (b+1)·B)`` of that stream and rank ``r`` of ``R`` its ``r``-th slice.
 
+Each batch's crops go through the task's ``make_pair(crops, generator)`` (e.g. adding noise
+with :class:`n3net.degradations.GaussianNoise`), drawing from the same generator right after the
+crops; what it returns is the batch. It must be picklable (DataLoader workers run it).
+
 Axis legend: ``N`` images, ``B`` crops in a batch, ``H, W`` image size, ``S`` crop side.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,10 +30,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from n3net.data.imageio import list_images
-from n3net.data.protocol import add_gaussian_noise, load_gray_protocol
+from n3net.data.protocol import load_gray_protocol
 
 __all__ = [
     "BatchPlan",
+    "MakePair",
     "CropStream",
     "DeviceSampler",
     "ImageBank",
@@ -38,6 +44,7 @@ __all__ = [
     "list_training_images",
     "load_bank",
     "make_batch",
+    "to_device",
     "mix_seed",
 ]
 
@@ -113,14 +120,14 @@ def mix_seed(*values: int) -> int:
     return (int(state[0]) << 31) ^ int(state[1])
 
 
-# Stream tags: per-batch crops and noise; per-epoch image order; the DataLoader's base seed.
+# Stream tags: per-batch crops and degradation; per-epoch image order; the DataLoader's base seed.
 _CROPS, _EPOCHS, _LOADER = 0, 1, 3
 
 
 def batch_generator(
     seed: int, batch: int, rank: int, device: torch.device | str
 ) -> torch.Generator:
-    """Return the generator of one batch's crops and noise, seeded from its coordinates."""
+    """Return the generator of one batch's crops and degradation, seeded from its coordinates."""
     generator = torch.Generator(device=device)
     generator.manual_seed(mix_seed(seed, _CROPS, batch, rank))
     return generator
@@ -199,23 +206,36 @@ class BatchPlan:
     rank: int
     crop_size: int
     crops_per_image: int
-    sigma: float
 
     @property
     def global_batch(self) -> int:
         return self.batch_size * self.world_size
 
 
+MakePair = Callable[[Tensor, torch.Generator], Any]  # (crops, generator) -> batch
+
+
 def make_batch(
-    bank: ImageBank, order: _EpochOrder, plan: BatchPlan, batch: int
-) -> tuple[Tensor, Tensor]:
-    """Build batch ``batch`` of this rank on the bank's device: (noisy, clean), (B, 1, S, S)."""
+    bank: ImageBank, order: _EpochOrder, plan: BatchPlan, batch: int, make_pair: MakePair
+) -> Any:
+    """Build batch ``batch`` of this rank on the bank's device from (B, 1, S, S) crops."""
     device = bank.images.device
     start = batch * plan.global_batch + plan.rank * plan.batch_size
     indices = order.indices(start, plan.batch_size)
     generator = batch_generator(plan.seed, batch, plan.rank, device)
     clean = cut_crops(bank, indices, plan.crop_size, generator)
-    return add_gaussian_noise(clean, plan.sigma, generator), clean
+    return make_pair(clean, generator)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move the tensors of a batch (a tensor, or tuples, lists and dicts of them) to ``device``."""
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, list | tuple):
+        return type(batch)(to_device(value, device) for value in batch)
+    return batch
 
 
 class CropStream(IterableDataset):
@@ -224,17 +244,17 @@ class CropStream(IterableDataset):
     The DataLoader returns the workers' outputs round-robin, so the batches arrive in order.
     """
 
-    def __init__(self, bank: ImageBank, plan: BatchPlan, start: int) -> None:
+    def __init__(self, bank: ImageBank, plan: BatchPlan, start: int, make_pair: MakePair) -> None:
         super().__init__()
-        self.bank, self.plan, self.start = bank, plan, start
+        self.bank, self.plan, self.start, self.make_pair = bank, plan, start, make_pair
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
         order = _EpochOrder(len(self.bank), self.plan.crops_per_image, self.plan.seed)
         batch = self.start + worker
         while True:
-            yield make_batch(self.bank, order, self.plan, batch)
+            yield make_batch(self.bank, order, self.plan, batch, self.make_pair)
             batch += workers
 
 
@@ -246,6 +266,7 @@ class LoaderSampler:
         plan: batch layout and seeds.
         start: index of the first batch (the step to resume from).
         device: where batches are moved.
+        make_pair: turns a batch's crops into the batch (see the module docstring).
         workers: worker processes.
     """
 
@@ -255,12 +276,13 @@ class LoaderSampler:
         plan: BatchPlan,
         start: int,
         device: torch.device,
+        make_pair: MakePair,
         workers: int = 0,
     ) -> None:
         self.device = device
         pin = device.type == "cuda"
         loader = DataLoader(
-            CropStream(bank, plan, start),
+            CropStream(bank, plan, start, make_pair),
             batch_size=None,
             num_workers=workers,
             pin_memory=pin,
@@ -270,12 +292,8 @@ class LoaderSampler:
         )
         self._iterator = iter(loader)
 
-    def __next__(self) -> tuple[Tensor, Tensor]:
-        noisy, clean = next(self._iterator)
-        return (
-            noisy.to(self.device, non_blocking=True),
-            clean.to(self.device, non_blocking=True),
-        )
+    def __next__(self) -> Any:
+        return to_device(next(self._iterator), self.device)
 
     def __iter__(self) -> LoaderSampler:
         return self
@@ -292,14 +310,22 @@ class DeviceSampler:
     so on a GPU the values differ from the CPU's while staying reproducible.
     """
 
-    def __init__(self, bank: ImageBank, plan: BatchPlan, start: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        bank: ImageBank,
+        plan: BatchPlan,
+        start: int,
+        device: torch.device,
+        make_pair: MakePair,
+    ) -> None:
         self.bank = bank.to(device)
         self.plan = plan
+        self.make_pair = make_pair
         self.batch = start
         self.order = _EpochOrder(len(bank), plan.crops_per_image, plan.seed, device)
 
-    def __next__(self) -> tuple[Tensor, Tensor]:
-        batch = make_batch(self.bank, self.order, self.plan, self.batch)
+    def __next__(self) -> Any:
+        batch = make_batch(self.bank, self.order, self.plan, self.batch, self.make_pair)
         self.batch += 1
         return batch
 

@@ -1,7 +1,9 @@
 """Training logs: a CSV file, optional TensorBoard scalars, a progress display and PNG curves.
 
-Only rank 0 creates a :class:`TrainLog`. TensorBoard and matplotlib are imported lazily and are
-optional: without them the run goes on and says once what it skipped.
+The CSV columns are ``step, epoch, lr, loss``, the task's validation columns (e.g. ``val_psnr``)
+and ``elapsed_s, imgs_per_s`` (samples per second). Only rank 0 creates a :class:`TrainLog`.
+TensorBoard and matplotlib are imported lazily and are optional: without them the run goes on and
+says once what it skipped.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ import math
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CSV_FIELDS", "TrainLog", "plot_curves", "read_log"]
-
-CSV_FIELDS = ("step", "epoch", "lr", "loss", "val_psnr", "elapsed_s", "imgs_per_s")
+__all__ = ["TrainLog", "csv_fields", "plot_curves", "read_log"]
 _LINE_SECONDS = 30.0
 
 
@@ -29,11 +30,21 @@ def read_log(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(file))
 
 
-def _truncate_log(path: Path, last_step: int) -> None:
+def csv_fields(columns: Sequence[str]) -> tuple[str, ...]:
+    """The CSV header around a task's validation columns.
+
+    Example:
+        >>> csv_fields(["val_psnr"])
+        ('step', 'epoch', 'lr', 'loss', 'val_psnr', 'elapsed_s', 'imgs_per_s')
+    """
+    return ("step", "epoch", "lr", "loss", *columns, "elapsed_s", "imgs_per_s")
+
+
+def _truncate_log(path: Path, last_step: int, fields: Sequence[str]) -> None:
     """Drop rows after ``last_step`` (left by a run killed after its last checkpoint)."""
     rows = [row for row in read_log(path) if int(row["step"]) <= last_step]
     with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=CSV_FIELDS)
+        writer = csv.DictWriter(file, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
@@ -44,21 +55,29 @@ class TrainLog:
     Args:
         out_dir: run folder; writes ``log.csv`` and TensorBoard files under ``tensorboard/``.
         start_step: the step training starts from (rows after it are dropped on resume).
+        columns: the task's validation columns.
         tensorboard: write TensorBoard scalars when the package is installed.
         progress: ``"auto"``, ``"bar"``, ``"lines"`` or ``"none"``.
     """
 
     def __init__(
-        self, out_dir: Path, start_step: int, tensorboard: bool = True, progress: str = "auto"
+        self,
+        out_dir: Path,
+        start_step: int,
+        columns: Sequence[str] = ("val_psnr",),
+        tensorboard: bool = True,
+        progress: str = "auto",
     ) -> None:
         self.path = out_dir / "log.csv"
+        self.fields = csv_fields(columns)
+        self._scalars = ("loss", "lr", *columns, "imgs_per_s", "epoch")
         if start_step > 0 and self.path.is_file():
-            _truncate_log(self.path, start_step)
-        elif start_step == 0 or not self.path.is_file():
+            _truncate_log(self.path, start_step, self.fields)
+        else:
             with self.path.open("w", newline="") as file:
-                csv.DictWriter(file, fieldnames=CSV_FIELDS).writeheader()
+                csv.DictWriter(file, fieldnames=self.fields).writeheader()
         self._file = self.path.open("a", newline="")
-        self._csv = csv.DictWriter(self._file, fieldnames=CSV_FIELDS)
+        self._csv = csv.DictWriter(self._file, fieldnames=self.fields)
         self._writer = self._tensorboard(out_dir, start_step) if tensorboard else None
         if progress == "auto":
             progress = "bar" if sys.stderr.isatty() else "lines"
@@ -85,11 +104,11 @@ class TrainLog:
 
     def row(self, values: dict[str, float | int | None]) -> None:
         """Append one CSV row (missing or None fields stay empty) and its TensorBoard scalars."""
-        self._csv.writerow({key: _format(values.get(key)) for key in CSV_FIELDS})
+        self._csv.writerow({key: _format(values.get(key)) for key in self.fields})
         self._file.flush()
         if self._writer is not None:
             step = int(values["step"] or 0)
-            for key in ("loss", "lr", "val_psnr", "imgs_per_s", "epoch"):
+            for key in self._scalars:
                 if values.get(key) is not None:
                     self._writer.add_scalar(f"train/{key}", values[key], step)
 
@@ -128,8 +147,10 @@ def _format(value: float | int | None) -> str:
     return f"{value:.6g}"
 
 
-def plot_curves(log_path: str | Path, png_path: str | Path, title: str = "") -> bool:
-    """Plot training loss and validation PSNR against steps into a PNG.
+def plot_curves(
+    log_path: str | Path, png_path: str | Path, title: str = "", metric: str = "val_psnr"
+) -> bool:
+    """Plot the training loss and the validation ``metric`` column against steps into a PNG.
 
     Returns:
         False (with a warning) when matplotlib is missing or the log is empty.
@@ -146,14 +167,14 @@ def plot_curves(log_path: str | Path, png_path: str | Path, title: str = "") -> 
         warnings.warn("matplotlib is not installed: no curve PNG", stacklevel=2)
         return False
     loss = [(int(r["step"]), float(r["loss"])) for r in rows if r["loss"]]
-    val = [(int(r["step"]), float(r["val_psnr"])) for r in rows if r["val_psnr"]]
+    val = [(int(r["step"]), float(r[metric])) for r in rows if r.get(metric)]
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     if loss:
         left.semilogy(*zip(*loss, strict=True), lw=0.8)
     left.set(xlabel="step", ylabel="training loss (MSE)", title="loss")
     if val:
         right.plot(*zip(*val, strict=True), marker="o", ms=3)
-    right.set(xlabel="step", ylabel="PSNR (dB)", title="validation PSNR (held-out images)")
+    right.set(xlabel="step", ylabel=metric, title="validation (held-out data)")
     for axis in (left, right):
         axis.grid(alpha=0.3)
     if title:

@@ -1,11 +1,17 @@
-"""The training loop for the Gaussian denoisers (paper §5.1; ../shared/facts/paper.md §3).
+"""The training loop: any task (:mod:`n3net.train.tasks`), resumable, one or several processes.
 
-One step: a batch of noisy crops through the network, squared error against the clean crops
-(``F.mse_loss``, the mean over pixels), Adam with L2 weight decay on conv weights and BN scales.
-The learning rate decays exponentially over the run, ``lr · (lr_final / lr) ** progress``, where
-``progress`` is the fraction of the step budget or of the time budget that is spent.
+One step: the task's next batch, the task's loss of it through the model (under bf16 autocast
+with ``train.amp = "bf16"``, in the channels-last format with ``train.channels_last``), the
+backward pass, the task's gradient clip if any, one optimiser step at the lr of the task's
+schedule. A step with a non-finite loss or gradient is skipped. Every ``train.val_every`` steps
+rank 0 validates (the task's metric picks the best weights); ``last.pt`` is written atomically
+on schedule and at the end; the run folder gets the final and the best weights, a CSV log,
+curves and a summary.
 
-Axis legend: ``B`` batch, ``H, W`` image size, ``S`` crop side.
+The budget is ``train.max_steps``, ``train.max_minutes`` or ``train.epochs`` of the task's
+epoch; ``progress`` is the fraction of it that is spent, which the schedules follow.
+
+Nothing here depends on the task: a new task never changes this file.
 """
 
 from __future__ import annotations
@@ -16,18 +22,16 @@ import platform
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from n3net.data.imageio import list_images
-from n3net.data.protocol import add_gaussian_noise, load_gray_protocol
-from n3net.eval.metrics import psnr
 from n3net.train import distributed as dist_utils
 from n3net.train.checkpoint import (
     CHECKPOINT_VERSION,
@@ -37,91 +41,79 @@ from n3net.train.checkpoint import (
     restore_rng_states,
 )
 from n3net.train.config import RunConfig
-from n3net.train.data import (
-    BatchPlan,
-    DeviceSampler,
-    LoaderSampler,
-    list_training_images,
-    load_bank,
-    mix_seed,
-)
-from n3net.train.logs import TrainLog, plot_curves
+from n3net.train.logs import TrainLog
+from n3net.train.optim import GradientClip, Optimisation, Progress
+from n3net.train.tasks import Forward, Task, task_class
 
-__all__ = ["TrainResult", "lr_at", "param_groups", "train", "train_step", "validate"]
+__all__ = ["TrainResult", "make_forward", "train", "train_step"]
 
-_VALIDATION_STREAM = 2  # mix_seed tag of the validation noise
 _SYNC_EVERY = 10  # steps between clock broadcasts under DDP
 _MAX_SKIPPED_IN_A_ROW = 20  # consecutive non-finite steps before a run gives up
 
 
 @dataclass
 class TrainResult:
-    """What a finished run reached."""
+    """What a finished run reached: steps, minutes and the best value of the task's metric."""
 
     out_dir: Path
     steps: int
     minutes: float
-    best_val_psnr: float | None
+    metric: str
+    best: float | None
     best_step: int | None
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Split parameters: decay conv/linear weights and normalisation scales, nothing else.
-
-    Biases, BN shifts and free parameters (e.g. scalars) are not decayed, as in the paper.
-    """
-    weighted = (
-        nn.modules.conv._ConvNd,
-        nn.Linear,
-        nn.modules.batchnorm._BatchNorm,
-        nn.GroupNorm,
-        nn.LayerNorm,
-    )
-    decay: list[nn.Parameter] = []
-    for module in model.modules():
-        is_weighted = isinstance(module, weighted)
-        weight = getattr(module, "weight", None)
-        if is_weighted and isinstance(weight, nn.Parameter):
-            decay.append(weight)
-    decay_ids = {id(p) for p in decay}
-    rest = [p for p in model.parameters() if id(p) not in decay_ids]
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": rest, "weight_decay": 0.0},
-    ]
-
-
-def lr_at(progress: float, lr: float, lr_final: float) -> float:
-    """Exponential decay from ``lr`` (progress 0) to ``lr_final`` (progress 1).
+def make_forward(
+    model: nn.Module, device: torch.device, amp: bool = False, channels_last: bool = False
+) -> Forward:
+    """Wrap a model as the loop runs it: 4-D tensor inputs channels-last, bf16 autocast.
 
     Example:
-        >>> [f"{lr_at(p, 1e-3, 1e-6):.3g}" for p in (0.0, 0.5, 1.0)]
-        ['0.001', '3.16e-05', '1e-06']
+        >>> forward = make_forward(nn.Conv2d(1, 1, 1), torch.device("cpu"), channels_last=True)
+        >>> forward(torch.zeros(1, 1, 4, 4)).shape
+        torch.Size([1, 1, 4, 4])
     """
-    return lr * (lr_final / lr) ** min(max(progress, 0.0), 1.0)
+
+    def forward(*inputs: Any, **kwargs: Any) -> Any:
+        if channels_last:
+            inputs = tuple(
+                x.contiguous(memory_format=torch.channels_last)
+                if isinstance(x, Tensor) and x.ndim == 4
+                else x
+                for x in inputs
+            )
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            return model(*inputs, **kwargs)
+
+    return forward
 
 
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    noisy: Tensor,
-    clean: Tensor,
-    amp: bool = False,
+    compute_loss: Callable[[], Tensor],
+    clip: GradientClip | None = None,
+    lr: float = 0.0,
 ) -> Tensor:
-    """One optimisation step on (B, 1, S, S) batches; returns the detached loss.
+    """One optimisation step; returns the detached loss.
 
     A batch whose loss or gradient is not finite is skipped: parameters, buffers (BatchNorm
     statistics) and optimiser state stay as they were, and the returned loss is NaN so that the
     caller can count it.
+
+    Args:
+        model: the model ``compute_loss`` runs (its buffers are restored on a skipped step).
+        optimizer: the optimiser of its parameters.
+        compute_loss: returns the scalar loss of the batch (the forward pass happens inside).
+        clip: changes the gradients before the step, given ``lr``.
+        lr: the step's learning rate (for the clip).
     """
     optimizer.zero_grad(set_to_none=True)
     buffers = [b.clone() for b in model.buffers()]  # BN statistics: a few kB
-    with torch.autocast(noisy.device.type, dtype=torch.bfloat16, enabled=amp):
-        output = model(noisy)
-    loss = F.mse_loss(output.float(), clean)
+    loss = compute_loss()
     loss.backward()
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
-    grads = [g for g in grads if g is not None]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grads = [p.grad for p in params if p.grad is not None]
     norms = torch.stack([n.float() for n in torch._foreach_norm(grads)]) if grads else loss[None]
     if not bool(torch.isfinite(loss) & torch.isfinite(norms).all()):
         optimizer.zero_grad(set_to_none=True)
@@ -129,31 +121,20 @@ def train_step(
             for buffer, saved in zip(model.buffers(), buffers, strict=True):
                 buffer.copy_(saved)
         return torch.full_like(loss.detach(), math.nan)
+    if clip is not None:
+        clip([p for p in params if p.grad is not None], lr)
     optimizer.step()
     return loss.detach()
 
 
 @torch.no_grad()
-def validate(
-    model: nn.Module,
-    images: list[Tensor],
-    sigma: float,
-    seed: int,
-    device: torch.device,
-    channels_last: bool = False,
-) -> float:
-    """Mean PSNR on full images, one by one, in eval mode, float32, fixed noise per image."""
+def _validate(task: Task, model: nn.Module, device: torch.device, channels_last: bool) -> dict:
+    """The task's validation in eval mode, float32, on the unwrapped model."""
     was_training = model.training
     model.eval()
-    values = []
-    for index, clean in enumerate(images):
-        generator = torch.Generator().manual_seed(mix_seed(seed, _VALIDATION_STREAM, index))
-        noisy = add_gaussian_noise(clean, sigma, generator).to(device)
-        if channels_last:
-            noisy = noisy.contiguous(memory_format=torch.channels_last)
-        values.append(psnr(model(noisy).float(), clean))
+    values = task.validate(make_forward(model, device, False, channels_last), device)
     model.train(was_training)
-    return float(np.mean(values))
+    return values
 
 
 def _hardware(device: torch.device, world_size: int) -> str:
@@ -186,43 +167,62 @@ def _check_out_dir(out_dir: Path, resume: str | None, overwrite: bool) -> Path |
     return None
 
 
-def _load_images(config: RunConfig) -> tuple[list[Path], list[Path]]:
-    """Return (training files, validation files): held-out images or a separate folder."""
-    data = config.data
-    files = list_training_images([config.resolve_path(d) for d in data.train_dirs])
-    if data.val_dir is not None:
-        return files, list_images(config.resolve_path(data.val_dir))
-    held_out = data.val_images if data.val_images < len(files) else 0
-    if data.val_images and not held_out:
-        raise ValueError(f"data.val_images={data.val_images} leaves no training images")
-    return files[: len(files) - held_out], files[len(files) - held_out :]
-
-
 def _check_resume(state: dict[str, Any], config: RunConfig) -> None:
+    """A checkpoint continues only with the same model and the same task options."""
     saved = RunConfig.from_dict(state["config"])
     if (saved.model.arch, saved.model.kwargs) != (config.model.arch, config.model.kwargs):
         raise ValueError(
             f"the checkpoint trains {saved.model.arch} {saved.model.kwargs}, the config asks for "
             f"{config.model.arch} {config.model.kwargs}; resume with the same model"
         )
-    if saved.data.sigma != config.data.sigma:
-        raise ValueError(f"the checkpoint trains sigma {saved.data.sigma}, not {config.data.sigma}")
+    if saved.task != config.task:
+        raise ValueError(
+            f"the checkpoint trains task {vars(saved.task)}, the config asks for "
+            f"{vars(config.task)}; resume with the same task options"
+        )
+
+
+@dataclass
+class _Budget:
+    """How long a run lasts: steps, minutes or epochs; ``progress`` is the spent fraction."""
+
+    total_steps: int | None
+    budget_s: float | None
+    epoch_steps: float
+
+    @classmethod
+    def of(cls, config: RunConfig, epoch_size: int) -> _Budget:
+        train = config.train
+        epoch_steps = epoch_size / train.batch_size
+        total = train.max_steps
+        if total is None and train.max_minutes is None:
+            total = math.ceil(train.epochs * epoch_steps)
+        budget_s = None if train.max_minutes is None else train.max_minutes * 60
+        return cls(total, budget_s, epoch_steps)
+
+    def progress(self, step: int, elapsed: float) -> float:
+        parts = [0.0]
+        if self.total_steps is not None:
+            parts.append(step / self.total_steps)
+        if self.budget_s is not None:
+            parts.append(elapsed / self.budget_s)
+        return max(parts)
 
 
 class _Run:
-    """State of one run; ``train`` drives it."""
+    """State of one run (step, clock, best result) and what writes it; ``train`` drives it."""
 
     def __init__(self, config: RunConfig, info: dist_utils.DistInfo, device: torch.device) -> None:
         self.config, self.info, self.device = config, info, device
         self.out_dir = Path(config.train.out_dir)
         self.step, self.elapsed = 0, 0.0
         self.skipped = 0  # steps skipped for a non-finite loss or gradient
-        self.best_psnr: float | None = None
+        self.best: float | None = None
         self.best_step: int | None = None
         self.best_state: dict[str, Tensor] | None = None
         self.last_val: float | None = None
 
-    def checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def checkpoint(self, task: Task, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         state = {
             "version": CHECKPOINT_VERSION,
             "step": self.step,
@@ -231,8 +231,13 @@ class _Run:
             "config": self.config.to_dict(),
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
-            "best": {"psnr": self.best_psnr, "step": self.best_step, "model": self.best_state},
-            "last_val_psnr": self.last_val,
+            "best": {
+                "metric": task.metric,
+                "value": self.best,
+                "step": self.best_step,
+                "model": self.best_state,
+            },
+            "last_val": self.last_val,
             "data": {"seed": self.config.train.seed, "next_batch": self.step},
             "rng": capture_rng_states(),
             "world_size": self.info.world_size,
@@ -245,26 +250,27 @@ class _Run:
         self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
         self.skipped = int(state.get("skipped", 0))
         best = state["best"]
-        self.best_psnr, self.best_step, self.best_state = best["psnr"], best["step"], best["model"]
-        self.last_val = state.get("last_val_psnr")
+        self.best, self.best_step, self.best_state = best["value"], best["step"], best["model"]
+        self.last_val = state.get("last_val")
         restore_rng_states(state["rng"])
 
-    def record_validation(self, value: float, model: nn.Module) -> None:
+    def record_validation(self, task: Task, value: float, model: nn.Module) -> None:
         self.last_val = value
-        if self.best_psnr is None or value > self.best_psnr:
-            self.best_psnr, self.best_step = value, self.step
+        better = self.best is None or (value > self.best if task.maximize else value < self.best)
+        if better:
+            self.best, self.best_step = value, self.step
             self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def train(config: RunConfig, resume: str | None = None, overwrite: bool = False) -> TrainResult:
-    """Train a denoiser as configured; resumable, single- or multi-process (torchrun).
+    """Train a model on the config's task; resumable, single- or multi-process (torchrun).
 
     Args:
         config: the run's configuration.
         resume: a checkpoint path, ``"auto"`` (``out_dir/last.pt`` when it exists) or None.
         overwrite: allow replacing finished weights / an existing checkpoint in ``out_dir``.
     Returns:
-        Steps and minutes reached and the best validation PSNR (on rank 0; other ranks get the
+        Steps and minutes reached and the best validation value (on rank 0; other ranks get the
         same steps).
     """
     info = dist_utils.detect()
@@ -276,6 +282,38 @@ def train(config: RunConfig, resume: str | None = None, overwrite: bool = False)
         dist_utils.cleanup(info)
 
 
+def _build(config: RunConfig, task: Task, device: torch.device) -> tuple[nn.Module, Optimisation]:
+    """Seed the global generators, create the model and the task's optimisation."""
+    from n3net.models import create_model
+
+    seed = config.train.seed
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    model = create_model(config.model.arch, **config.model.kwargs).to(device)
+    if config.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, task.optimisation(model)
+
+
+def _open_log(run: _Run, task: Task, resume_path: Path | None) -> TrainLog:
+    """Prepare the run folder (rank 0) and return its log, after the first line."""
+    config, out_dir, train = run.config, run.out_dir, run.config.train
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if run.step == 0 and (out_dir / "tensorboard").is_dir():
+        shutil.rmtree(out_dir / "tensorboard")
+    for stale in out_dir.glob(".last.pt.*"):  # temporary files of a killed checkpoint write
+        stale.unlink(missing_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    log = TrainLog(out_dir, run.step, task.columns, train.tensorboard, train.progress)
+    what = f"resuming {resume_path} at step {run.step}" if run.step else "starting"
+    log.message(
+        f"{what}: {config.model.arch}, {task.describe()}, {run.device} x "
+        f"{run.info.world_size}, amp {train.amp}"
+    )
+    return log
+
+
 def _train(
     config: RunConfig,
     info: dist_utils.DistInfo,
@@ -283,218 +321,166 @@ def _train(
     resume: str | None,
     overwrite: bool,
 ) -> TrainResult:
-    from n3net.models import create_model, save_model
-
-    data, tc = config.data, config.train
     run = _Run(config, info, device)
-    out_dir = run.out_dir
-    resume_path = _check_out_dir(out_dir, resume, overwrite)
-    if tc.batch_size % info.world_size:
+    resume_path = _check_out_dir(run.out_dir, resume, overwrite)
+    if config.train.batch_size % info.world_size:
         raise ValueError(
-            f"train.batch_size must divide among {info.world_size} processes, got {tc.batch_size}"
+            f"train.batch_size must divide among {info.world_size} processes, "
+            f"got {config.train.batch_size}"
         )
-    train_files, val_files = _load_images(config)
-    bank = load_bank(train_files, data.crop_size)
-    val_images = [load_gray_protocol(path) for path in val_files] if info.is_main else []
-
-    torch.manual_seed(tc.seed)
-    np.random.seed(tc.seed % 2**32)
-    random.seed(tc.seed)
-    model = create_model(config.model.arch, **config.model.kwargs).to(device)
-    if tc.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(
-        param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.betas[0], tc.betas[1])
-    )
+    task = task_class(config.task.name)(config)
+    task.load(with_validation=info.is_main)
+    model, optimisation = _build(config, task, device)
     if resume_path is not None:
         state = load_checkpoint(resume_path)
         _check_resume(state, config)
-        run.restore(state, model, optimizer)
+        run.restore(state, model, optimisation.optimizer)
         del state
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    trained = dist_utils.wrap_model(model, info, device, tc.sync_bn)
-
-    plan = BatchPlan(
-        tc.seed, tc.batch_size // info.world_size, info.world_size, info.rank,
-        data.crop_size, data.crops_per_image, data.sigma,
-    )  # fmt: skip
-    if data.sampler == "device":
-        sampler: DeviceSampler | LoaderSampler = DeviceSampler(bank, plan, run.step, device)
-    else:
-        sampler = LoaderSampler(bank, plan, run.step, device, tc.workers)
-    epoch_steps = len(bank) * data.crops_per_image / tc.batch_size
-    total_steps = tc.max_steps
-    if total_steps is None and tc.max_minutes is None:
-        total_steps = math.ceil(tc.epochs * epoch_steps)
-    budget_s = None if tc.max_minutes is None else tc.max_minutes * 60
-
-    def progress(step: int, elapsed: float) -> float:
-        parts = [0.0]
-        if total_steps is not None:
-            parts.append(step / total_steps)
-        if budget_s is not None:
-            parts.append(elapsed / budget_s)
-        return max(parts)
-
-    log = None
-    if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if run.step == 0 and (out_dir / "tensorboard").is_dir():
-            shutil.rmtree(out_dir / "tensorboard")
-        for stale in out_dir.glob(".last.pt.*"):  # temporary files of a killed checkpoint write
-            stale.unlink(missing_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        log = TrainLog(out_dir, run.step, tc.tensorboard, tc.progress)
-        what = f"resuming {resume_path} at step {run.step}" if run.step else "starting"
-        log.message(
-            f"{what}: {config.model.arch}, {len(bank)} training / {len(val_images)} validation "
-            f"images, sigma {data.sigma}, batch {tc.batch_size} of {data.crop_size}x"
-            f"{data.crop_size}, {device} x {info.world_size}, amp {tc.amp}"
-        )
-
-    amp = tc.amp == "bf16"
-    clock_start = time.perf_counter() - run.elapsed
-    synced_elapsed = run.elapsed
-    last_ckpt_time, window_start, window_step = run.elapsed, run.elapsed, run.step
-    loss_sum = torch.zeros((), device=device)
-    loss_count = skipped_in_a_row = 0
-    lr = tc.lr
+    trained = dist_utils.wrap_model(model, info, device, config.train.sync_bn)
+    batches = task.batches(run.step, info.rank, info.world_size, device)
+    log = _open_log(run, task, resume_path) if info.is_main else None
     try:
-        while True:
-            fraction = progress(run.step, synced_elapsed)
-            if fraction >= 1:
-                break
-            lr = lr_at(fraction, tc.lr, tc.lr_final)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            noisy, clean = next(sampler)
-            if tc.channels_last:
-                noisy = noisy.contiguous(memory_format=torch.channels_last)
-            step_loss = train_step(trained, optimizer, noisy, clean, amp)
-            run.step += 1
-            if bool(torch.isfinite(step_loss)):
-                loss_sum += step_loss
-                loss_count += 1
-                skipped_in_a_row = 0
-            else:
-                run.skipped += 1
-                skipped_in_a_row += 1
-                if log is not None:
-                    log.message(
-                        f"step {run.step}: skipped, non-finite loss or gradient "
-                        f"({run.skipped} skipped so far)"
-                    )
-                if skipped_in_a_row >= _MAX_SKIPPED_IN_A_ROW:
-                    raise RuntimeError(
-                        f"{skipped_in_a_row} steps in a row had a non-finite loss or gradient "
-                        f"(last at step {run.step}); lower train.lr or use train.amp='none'"
-                    )
-            run.elapsed = time.perf_counter() - clock_start
-            if not info.distributed:
-                synced_elapsed = run.elapsed
-            elif run.step % _SYNC_EVERY == 0:
-                clock = torch.tensor([run.elapsed], dtype=torch.float64, device=device)
-                torch.distributed.broadcast(clock, src=0)
-                synced_elapsed = float(clock.item())
-            finished = progress(run.step, synced_elapsed) >= 1
-            validate_now = bool(val_files) and (
-                finished or (tc.val_every > 0 and run.step % tc.val_every == 0)
-            )
-            if finished or validate_now or run.step % tc.log_every == 0:
-                total = float(dist_utils.reduce_mean(loss_sum, info))
-                # None (an empty log cell) when every step since the last row was skipped
-                mean_loss = total / loss_count if loss_count else None
-                loss_sum.zero_()
-                loss_count = 0
-                window = max(run.elapsed - window_start, 1e-9)
-                rate = (run.step - window_step) * tc.batch_size / window  # training only
-                val_psnr = None
-                if validate_now and info.is_main:
-                    val_psnr = validate(
-                        model, val_images, data.sigma, tc.seed, device, tc.channels_last
-                    )
-                    run.record_validation(val_psnr, model)
-                    run.elapsed = time.perf_counter() - clock_start
-                window_start, window_step = run.elapsed, run.step
-                if log is not None:
-                    epoch = run.step / epoch_steps
-                    log.row(
-                        dict(step=run.step, epoch=epoch, lr=lr, loss=mean_loss, val_psnr=val_psnr,
-                             elapsed_s=run.elapsed, imgs_per_s=rate)
-                    )  # fmt: skip
-                    log.progress(
-                        fraction, run.step, math.nan if mean_loss is None else mean_loss, lr, rate
-                    )
-                    if val_psnr is not None:
-                        log.message(f"step {run.step}: validation PSNR {val_psnr:.3f} dB")
-            due = (tc.ckpt_every > 0 and run.step % tc.ckpt_every == 0) or (
-                tc.ckpt_minutes > 0 and run.elapsed - last_ckpt_time >= tc.ckpt_minutes * 60
-            )
-            if info.is_main and (due or finished):
-                run.checkpoint(model, optimizer)
-                last_ckpt_time = run.elapsed
+        _Steps(run, task, model, trained, optimisation, log).run(batches)
     except KeyboardInterrupt:
         if info.is_main and run.step > 0:
-            run.checkpoint(model, optimizer)
+            run.checkpoint(task, model, optimisation.optimizer)
             if log is not None:
-                log.message(f"interrupted: checkpoint of step {run.step} in {out_dir / 'last.pt'}")
+                log.message(f"interrupted: checkpoint of step {run.step} in {run.out_dir}/last.pt")
         raise
     finally:
-        sampler.close()
+        batches.close()
         if log is not None:
             log.close()
-
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    result = TrainResult(out_dir, run.step, run.elapsed / 60, run.best_psnr, run.best_step)
+    result = TrainResult(
+        run.out_dir, run.step, run.elapsed / 60, task.metric, run.best, run.best_step
+    )
     if info.is_main:
-        _finish(run, model, save_model, len(bank), len(val_images))
+        from n3net.train.outputs import write_outputs
+
+        write_outputs(run, task, model, _hardware(device, info.world_size))
     return result
 
 
-def _finish(run: _Run, model: nn.Module, save_model: Any, n_train: int, n_val: int) -> None:
-    """Write the final weights, the curves and a summary (rank 0)."""
-    config, out_dir = run.config, run.out_dir
-    metadata = {
-        "sigma": f"{config.data.sigma:g}",
-        "steps": str(run.step),
-        "minutes": f"{run.elapsed / 60:.2f}",
-        "hardware": _hardware(run.device, run.info.world_size),
-        "torch": torch.__version__,
-        "train_data": f"{', '.join(config.data.train_dirs)} ({n_train} images, "
-        f"{n_val} held out for validation)",
-        "protocol": f"preset {config.data.preset}, batch {config.train.batch_size} of "
-        f"{config.data.crop_size}x{config.data.crop_size}, amp {config.train.amp}",
-    }
-    save_model(model, out_dir / "last.safetensors", {**metadata, "weights": "last"})
-    if run.best_state is not None:
-        model.load_state_dict(run.best_state)
-        metadata.update(
-            weights=f"best validation (step {run.best_step})", val_psnr=f"{run.best_psnr:.3f}"
-        )
-    else:
-        metadata["weights"] = "last"
-    save_model(model, out_dir / "model.safetensors", metadata)
-    plot_curves(out_dir / "log.csv", out_dir / "curves.png", title=config.model.arch)
-    summary = {
-        "arch": config.model.arch,
-        "steps": run.step,
-        "skipped_steps": run.skipped,
-        "minutes": round(run.elapsed / 60, 3),
-        "best_val_psnr": run.best_psnr,
-        "best_step": run.best_step,
-        "last_val_psnr": run.last_val,
-        "hardware": metadata["hardware"],
-        "amp": config.train.amp,
-        "batch": f"{config.train.batch_size} x {config.data.crop_size}x{config.data.crop_size}",
-        "imgs_per_s": round(run.step * config.train.batch_size / max(run.elapsed, 1e-9), 1),
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    best = "n/a" if run.best_psnr is None else f"{run.best_psnr:.3f} dB (step {run.best_step})"
-    print(
-        f"{config.model.arch}: {run.step} steps in {run.elapsed / 60:.2f} min, best validation "
-        f"{best}; weights in {out_dir / 'model.safetensors'}",
-        flush=True,
-    )
+class _Steps:
+    """The step loop: schedule, step, loss window, validation, log rows and checkpoints."""
+
+    def __init__(
+        self,
+        run: _Run,
+        task: Task,
+        model: nn.Module,
+        trained: nn.Module,
+        optimisation: Optimisation,
+        log: TrainLog | None,
+    ) -> None:
+        self.run_state, self.task, self.model, self.log = run, task, model, log
+        self.optimisation = optimisation
+        train = run.config.train
+        self.forward = make_forward(trained, run.device, train.amp == "bf16", train.channels_last)
+        self.trained = trained
+        self.budget = _Budget.of(run.config, task.epoch_size)
+        self.loss_sum = torch.zeros((), device=run.device)
+        self.loss_count = self.skipped_in_a_row = 0
+        self.lr = train.lr
+
+    def run(self, batches: Any) -> None:
+        run, train = self.run_state, self.run_state.config.train
+        self.clock_start = clock_start = time.perf_counter() - run.elapsed
+        self.synced_elapsed = run.elapsed
+        last_ckpt_time = run.elapsed
+        self.window_start, self.window_step = run.elapsed, run.step
+        while True:
+            fraction = self.budget.progress(run.step, self.synced_elapsed)
+            if fraction >= 1:
+                break
+            at = Progress(run.step, fraction, run.step / self.budget.epoch_steps)
+            self.lr = self.optimisation.schedule(at)
+            for group in self.optimisation.optimizer.param_groups:
+                group["lr"] = self.lr
+            batch, step = next(batches), run.step
+            step_loss = train_step(
+                self.trained,
+                self.optimisation.optimizer,
+                partial(self.task.loss, self.forward, batch, step),
+                self.optimisation.clip,
+                self.lr,
+            )
+            run.step += 1
+            self._count(step_loss)
+            run.elapsed = time.perf_counter() - clock_start
+            self._sync_clock()
+            finished = self.budget.progress(run.step, self.synced_elapsed) >= 1
+            validate_now = self.task.has_validation and (
+                finished or (train.val_every > 0 and run.step % train.val_every == 0)
+            )
+            if finished or validate_now or run.step % train.log_every == 0:
+                self._row(fraction, validate_now)
+                self.window_start, self.window_step = run.elapsed, run.step
+            due = (train.ckpt_every > 0 and run.step % train.ckpt_every == 0) or (
+                train.ckpt_minutes > 0 and run.elapsed - last_ckpt_time >= train.ckpt_minutes * 60
+            )
+            if run.info.is_main and (due or finished):
+                run.checkpoint(self.task, self.model, self.optimisation.optimizer)
+                last_ckpt_time = run.elapsed
+
+    def _count(self, step_loss: Tensor) -> None:
+        """Add a step's loss to the window, or count it as skipped (and give up after many)."""
+        run = self.run_state
+        if bool(torch.isfinite(step_loss)):
+            self.loss_sum += step_loss
+            self.loss_count += 1
+            self.skipped_in_a_row = 0
+            return
+        run.skipped += 1
+        self.skipped_in_a_row += 1
+        if self.log is not None:
+            self.log.message(
+                f"step {run.step}: skipped, non-finite loss or gradient "
+                f"({run.skipped} skipped so far)"
+            )
+        if self.skipped_in_a_row >= _MAX_SKIPPED_IN_A_ROW:
+            raise RuntimeError(
+                f"{self.skipped_in_a_row} steps in a row had a non-finite loss or gradient "
+                f"(last at step {run.step}); lower train.lr or use train.amp='none'"
+            )
+
+    def _sync_clock(self) -> None:
+        """Under DDP every rank follows rank 0's clock (so that all stop at the same step)."""
+        run = self.run_state
+        if not run.info.distributed:
+            self.synced_elapsed = run.elapsed
+        elif run.step % _SYNC_EVERY == 0:
+            clock = torch.tensor([run.elapsed], dtype=torch.float64, device=run.device)
+            torch.distributed.broadcast(clock, src=0)
+            self.synced_elapsed = float(clock.item())
+
+    def _row(self, fraction: float, validate_now: bool) -> None:
+        """Reduce the loss window over ranks, validate if due (rank 0), write a log row."""
+        run, train = self.run_state, self.run_state.config.train
+        total = float(dist_utils.reduce_mean(self.loss_sum, run.info))
+        # None (an empty log cell) when every step since the last row was skipped
+        mean_loss = total / self.loss_count if self.loss_count else None
+        self.loss_sum.zero_()
+        self.loss_count = 0
+        window = max(run.elapsed - self.window_start, 1e-9)
+        rate = (run.step - self.window_step) * train.batch_size / window  # training only
+        values: dict[str, float] = {}
+        if validate_now and run.info.is_main:
+            values = _validate(self.task, self.model, run.device, train.channels_last)
+            run.record_validation(self.task, values[self.task.metric], self.model)
+            run.elapsed = time.perf_counter() - self.clock_start
+        if self.log is None:
+            return
+        epoch = run.step / self.budget.epoch_steps
+        self.log.row(
+            dict(step=run.step, epoch=epoch, lr=self.lr, loss=mean_loss, **values,
+                 elapsed_s=run.elapsed, imgs_per_s=rate)
+        )  # fmt: skip
+        loss = math.nan if mean_loss is None else mean_loss
+        self.log.progress(fraction, run.step, loss, self.lr, rate)
+        if values:
+            self.log.message(f"step {run.step}: {self.task.report(values)}")

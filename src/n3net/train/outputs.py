@@ -1,0 +1,69 @@
+"""What a finished run leaves in its folder (rank 0): weights, curves and a summary.
+
+``last.safetensors`` holds the final weights and ``model.safetensors`` the best validated ones
+(the final ones without validation), each with metadata: the task's entries
+(:meth:`~n3net.train.tasks.Task.metadata`, e.g. ``sigma``) and the run's (steps, minutes,
+hardware, torch). ``curves.png`` plots the log; ``summary.json`` sums the run up.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from n3net.train.logs import plot_curves
+from n3net.train.tasks import Task
+
+if TYPE_CHECKING:
+    from n3net.train.loop import _Run
+
+__all__ = ["write_outputs"]
+
+
+def write_outputs(run: _Run, task: Task, model: nn.Module, hardware: str) -> None:
+    """Write the final and best weights, the curves and ``summary.json``; print one line."""
+    from n3net.models import save_model
+
+    config, out_dir, metric = run.config, run.out_dir, task.metric
+    metadata = {
+        "task": task.name,
+        **task.metadata(),
+        "steps": str(run.step),
+        "minutes": f"{run.elapsed / 60:.2f}",
+        "hardware": hardware,
+        "torch": torch.__version__,
+    }
+    save_model(model, out_dir / "last.safetensors", {**metadata, "weights": "last"})
+    if run.best_state is not None:
+        model.load_state_dict(run.best_state)
+        metadata.update(weights=f"best validation (step {run.best_step})")
+        metadata[metric] = f"{run.best:.3f}"
+    else:
+        metadata["weights"] = "last"
+    save_model(model, out_dir / "model.safetensors", metadata)
+    plot_curves(out_dir / "log.csv", out_dir / "curves.png", title=config.model.arch, metric=metric)
+    summary = {
+        "arch": config.model.arch,
+        "task": task.name,
+        "steps": run.step,
+        "skipped_steps": run.skipped,
+        "minutes": round(run.elapsed / 60, 3),
+        f"best_{metric}": run.best,
+        "best_step": run.best_step,
+        f"last_{metric}": run.last_val,
+        "hardware": hardware,
+        "amp": config.train.amp,
+        **task.summary(),
+        "imgs_per_s": round(run.step * config.train.batch_size / max(run.elapsed, 1e-9), 1),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    best = "n/a" if run.best is None else f"{metric} {run.best:.3f} (step {run.best_step})"
+    print(
+        f"{config.model.arch}: {run.step} steps in {run.elapsed / 60:.2f} min, best validation "
+        f"{best}; weights in {out_dir / 'model.safetensors'}",
+        flush=True,
+    )
