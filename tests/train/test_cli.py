@@ -27,7 +27,7 @@ def test_print_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     assert main(argv) == 0
     config = json.loads(capsys.readouterr().out)
     assert config["model"]["arch"] == "n3net-light"
-    assert config["data"]["train_dirs"] == ["bsd400"] and config["data"]["sigma"] == 50.0
+    assert config["data"]["train_dirs"] == ["bsd400"] and config["task"]["sigma"] == 50.0
     assert config["train"]["lr"] == 5e-4 and config["train"]["max_minutes"] == 2.0
     assert config["train"]["amp"] == "bf16" and config["train"]["channels_last"] is True
     assert config["train"]["out_dir"] == "x"

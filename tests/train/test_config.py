@@ -40,7 +40,8 @@ def test_precedence_file_set_flags(tmp_path: Path) -> None:
     assert config.model.arch == "dncnn"
     assert config.model.kwargs == {"depth": 9, "features": 16}
     assert config.data.crop_size == 50  # file beats preset
-    assert config.data.sigma == 50.0 and isinstance(config.data.sigma, float)
+    # data.sigma of the older layout moves to the task's table
+    assert config.task.sigma == 50.0 and isinstance(config.task.sigma, float)
     assert config.data.train_dirs == ["a", "b"]
     assert config.train.batch_size == 4  # flag beats --set beats file
     assert config.train.lr == 2e-3  # None flags are skipped
@@ -99,4 +100,10 @@ def test_data_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert config.resolve_path("bsd200") == tmp_path / "bsd200"
     assert config.resolve_path("/abs/dir") == Path("/abs/dir")
     monkeypatch.delenv("N3NET_DATA")
-    assert default_data_root().endswith("shared/data")
+    assert default_data_root() == ""
+    config = resolve_config()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="set N3NET_DATA or pass an absolute path"):
+        config.resolve_path("bsd200")
+    (tmp_path / "bsd200").mkdir()
+    assert config.resolve_path("bsd200") == Path("bsd200")  # found from the current folder

@@ -1,4 +1,4 @@
-"""Training data: image bank, crops and augmentations, epoch order, samplers, noise."""
+"""Training data: image bank, crops and augmentations, epoch order, samplers, batch pairs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from n3net.data.protocol import load_gray_protocol
+from n3net.degradations import GaussianNoise
+from n3net.train.image_task import DegradedPairs
 from n3net.train.data import (
     BatchPlan,
     DeviceSampler,
@@ -28,9 +30,7 @@ def bank(tiny_root: Path):
 
 
 def _plan(**changes: object) -> BatchPlan:
-    values = dict(
-        seed=3, batch_size=4, world_size=1, rank=0, crop_size=8, crops_per_image=3, sigma=25.0
-    )
+    values = dict(seed=3, batch_size=4, world_size=1, rank=0, crop_size=8, crops_per_image=3)
     values.update(changes)
     return BatchPlan(**values)
 
@@ -52,6 +52,9 @@ def test_bank_errors(tiny_root: Path, tmp_path: Path) -> None:
         list_training_images([tmp_path / "missing"])
     with pytest.raises(ValueError, match="holds no images"):
         list_training_images([tmp_path])
+
+
+PAIRS = DegradedPairs(GaussianNoise(25.0))
 
 
 def _dihedral(window: torch.Tensor) -> list[torch.Tensor]:
@@ -100,10 +103,12 @@ def test_epoch_order_uses_each_image_equally() -> None:
 
 
 def test_ranks_split_the_global_batch(bank) -> None:
-    single = make_batch(bank, _EpochOrder(len(bank), 3, 3), _plan(batch_size=4), 2)
+    single = make_batch(bank, _EpochOrder(len(bank), 3, 3), _plan(batch_size=4), 2, PAIRS)
     assert single[0].shape == (4, 1, 8, 8)
     order = _EpochOrder(len(bank), 3, 3)
-    halves = [make_batch(bank, order, _plan(batch_size=2, world_size=2, rank=r), 2) for r in (0, 1)]
+    halves = [
+        make_batch(bank, order, _plan(batch_size=2, world_size=2, rank=r), 2, PAIRS) for r in (0, 1)
+    ]
     assert not torch.equal(halves[0][1], halves[1][1])
     # Same images as the single-process batch (crops differ: per-rank generators).
     plan = _plan(batch_size=2, world_size=2)
@@ -111,7 +116,8 @@ def test_ranks_split_the_global_batch(bank) -> None:
 
 
 def test_noise_level(bank) -> None:
-    noisy, clean = make_batch(bank, _EpochOrder(len(bank), 3, 0), _plan(batch_size=64, sigma=50), 0)
+    order, pairs = _EpochOrder(len(bank), 3, 0), DegradedPairs(GaussianNoise(50.0))
+    noisy, clean = make_batch(bank, order, _plan(batch_size=64), 0, pairs)
     noise = (noisy - clean).flatten().double()
     assert abs(noise.std().item() - 50 / 255) < 0.01
     assert abs(noise.mean().item()) < 0.01
@@ -122,11 +128,11 @@ def test_samplers_agree_and_resume_anywhere(bank) -> None:
     """Batches depend on (seed, batch index) only: any start, sampler or worker count."""
     plan = _plan()
     device = torch.device("cpu")
-    reference = DeviceSampler(bank, plan, 0, device)
+    reference = DeviceSampler(bank, plan, 0, device, PAIRS)
     batches = [next(reference) for _ in range(6)]
-    resumed = DeviceSampler(bank, plan, 3, device)
-    in_process = LoaderSampler(bank, plan, 2, device, workers=0)
-    workers = LoaderSampler(bank, plan, 1, device, workers=2)
+    resumed = DeviceSampler(bank, plan, 3, device, PAIRS)
+    in_process = LoaderSampler(bank, plan, 2, device, PAIRS, workers=0)
+    workers = LoaderSampler(bank, plan, 1, device, PAIRS, workers=2)
     try:
         for index in range(3, 6):
             assert all(map(torch.equal, next(resumed), batches[index]))
@@ -137,14 +143,26 @@ def test_samplers_agree_and_resume_anywhere(bank) -> None:
     finally:
         workers.close()
     assert not torch.equal(batches[0][0], batches[1][0])
-    other_seed = DeviceSampler(bank, _plan(seed=4), 0, device)
+    other_seed = DeviceSampler(bank, _plan(seed=4), 0, device, PAIRS)
     assert not torch.equal(next(other_seed)[0], batches[0][0])
 
 
 def test_sampler_on_cuda_if_present(bank) -> None:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA")
-    sampler = DeviceSampler(bank, _plan(), 0, torch.device("cuda"))
+    sampler = DeviceSampler(bank, _plan(), 0, torch.device("cuda"), PAIRS)
     noisy, clean = next(sampler)
     assert noisy.is_cuda and noisy.shape == (4, 1, 8, 8)
     assert np.isfinite(noisy.cpu().numpy()).all()
+
+
+def test_dict_batches_move_to_the_device(bank) -> None:
+    """A task's batch may be a dict of tensors; the loader moves every tensor."""
+
+    def as_dict(crops: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"target": crops, "shift": torch.rand(crops.shape[0], generator=generator)}
+
+    sampler = LoaderSampler(bank, _plan(), 0, torch.device("cpu"), as_dict, workers=0)
+    batch = next(sampler)
+    assert batch.keys() == {"target", "shift"} and batch["target"].shape == (4, 1, 8, 8)
+    assert torch.equal(batch["target"], next(DeviceSampler(bank, _plan(), 0, "cpu", PAIRS))[1])

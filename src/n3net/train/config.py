@@ -178,7 +178,7 @@ class RunConfig:
         values = copy.deepcopy(dict(values))
         task = task_class(_task_name(values))
         values = task.upgrade(values)
-        config = cls(task=task.Config())
+        config = cls(task=task.Config(name=task.name))
         _apply(config, values, origin="dict")
         config.validate()
         return config
@@ -343,7 +343,7 @@ def resolve_config(
             raise ValueError(f"data.preset must be one of {known}, got {preset!r}")
         _merge(merged, task.presets[preset])
         _merge(merged, {"data": {"preset": preset}})
-    config = RunConfig(task=task.Config())
+    config = RunConfig(task=task.Config(name=task.name))
     _apply(config, merged, origin=f"task {task.name} defaults and preset {preset}")
     _apply(config, user, origin=str(path) if path is not None else "overrides")
     config.validate()
