@@ -67,3 +67,16 @@ def test_errors(
     argv = ["train", *_TINY, "--data-root", str(tiny_root), "--max-steps", "1"]
     assert main([*argv, "--out", str(tmp_path / "e"), *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_building_the_parser_imports_no_torch() -> None:
+    """`n3net --help` stays fast: the train flags come from torch-free config classes."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from n3net.cli.main import build_parser; build_parser(); "
+        "print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr

@@ -10,7 +10,6 @@ import torch
 
 from n3net.data.protocol import load_gray_protocol
 from n3net.degradations import GaussianNoise
-from n3net.train.image_task import DegradedPairs
 from n3net.train.data import (
     BatchPlan,
     DeviceSampler,
@@ -22,6 +21,7 @@ from n3net.train.data import (
     load_bank,
     make_batch,
 )
+from n3net.train.image_task import DegradedPairs
 
 
 @pytest.fixture

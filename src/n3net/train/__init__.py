@@ -13,20 +13,37 @@ Example:
     >>> train(resolve_config(sets=["model.arch='dncnn'", "train.max_minutes=10"]))  # doctest: +SKIP
 """
 
-from n3net.train.config import DataConfig, ModelConfig, RunConfig, TrainConfig, resolve_config
-from n3net.train.loop import TrainResult, train
-from n3net.train.tasks import Task, TaskConfig, list_tasks, register_task
+from __future__ import annotations
 
-__all__ = [
-    "DataConfig",
-    "ModelConfig",
-    "RunConfig",
-    "Task",
-    "TaskConfig",
-    "TrainConfig",
-    "TrainResult",
-    "list_tasks",
-    "register_task",
-    "resolve_config",
-    "train",
-]
+from typing import Any
+
+# Names load on first access: the CLI reads the config classes without importing torch.
+_LAZY = {
+    "DataConfig": "n3net.train.config",
+    "ModelConfig": "n3net.train.config",
+    "RunConfig": "n3net.train.config",
+    "TrainConfig": "n3net.train.config",
+    "resolve_config": "n3net.train.config",
+    "TrainResult": "n3net.train.loop",
+    "train": "n3net.train.loop",
+    "Task": "n3net.train.tasks",
+    "TaskConfig": "n3net.train.tasks",
+    "list_tasks": "n3net.train.tasks",
+    "register_task": "n3net.train.tasks",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
