@@ -9,8 +9,9 @@ __version__ = "0.1.0"
 
 # Heavy names (they import torch) load on first access, so `import n3net` stays light.
 _LAZY = {
-    "denoise": "n3net.denoising",
-    "Denoiser": "n3net.denoising",
+    "denoise": "n3net.inference",
+    "Denoiser": "n3net.inference",
+    "Restorer": "n3net.inference",
     "load_model": "n3net.models",
     "create_model": "n3net.models",
     "list_pretrained": "n3net.models",

@@ -1,4 +1,5 @@
-"""Tests for the public denoising API: n3net.denoise, n3net.Denoiser and the sample image."""
+"""Tests for the public denoising API: n3net.denoise, n3net.Denoiser, the restorer's tiling
+policy and the sample image."""
 
 from __future__ import annotations
 
@@ -13,18 +14,9 @@ import torch
 from PIL import Image
 
 import n3net
-from n3net.denoising import (
-    Denoiser,
-    context_radius,
-    default_model,
-    denoise,
-    grid_aligned_windows,
-    patch_grid,
-    trained_models,
-)
 from n3net.eval.metrics import psnr
+from n3net.inference import Denoiser, Restorer, default_model, denoise, geometry, trained_models
 from n3net.models import _registry, create_model, save_model
-from n3net.ops.patches import patch_padding
 
 # A randomly initialised N3Net small enough for CPU tests; context radius 2*3 + (3 + 2 + 3) = 14.
 SMALL_N3NET = dict(
@@ -77,8 +69,8 @@ def test_import_n3net_stays_light() -> None:
 @pytest.mark.parametrize("first", ["package", "module"])
 def test_n3net_denoise_is_the_function_whatever_the_import_order(first: str) -> None:
     lines = {
-        "package": "import n3net; f = n3net.denoise; import n3net.denoising as m",
-        "module": "import n3net.denoising as m; import n3net; f = n3net.denoise",
+        "package": "import n3net; f = n3net.denoise; import n3net.inference.denoiser as m",
+        "module": "import n3net.inference.denoiser as m; import n3net; f = n3net.denoise",
     }[first]
     code = (
         f"{lines}\nimport types\n"
@@ -242,20 +234,28 @@ def test_errors(model_file: Path, tmp_path: Path) -> None:
             denoise(image, model=model_file, device="cuda")
 
 
-def test_context_radius() -> None:
-    assert context_radius(create_model("dncnn")) == 17
-    assert context_radius(create_model("dncnn", depth=18)) == 18
+def test_declared_receptive_radius() -> None:
+    def radius(module: torch.nn.Module) -> int:
+        return geometry(module).receptive_radius
+
+    assert radius(create_model("dncnn")) == 17
+    assert radius(create_model("dncnn", depth=18)) == 18
     paper = create_model("n3net", impl="reference")
-    assert context_radius(paper) == 3 * 6 + 2 * (3 + 7 * 5 + 9) == 112
-    assert context_radius(create_model("n3net", **SMALL_N3NET)) == 14
-    assert context_radius(torch.nn.Conv2d(1, 1, 5)) == 2
+    assert radius(paper) == 3 * 6 + 2 * (3 + 7 * 5 + 9) == 112
+    assert geometry(paper).grid == (10, 5)
+    assert radius(create_model("n3net", **SMALL_N3NET)) == 14
+    assert radius(create_model("n3net-light", impl="reference")) == 2 * 6 + (3 + 7 * 5 + 9)
+    assert radius(create_model("knn-noisy")) == 3 * 6 + 2 * (7 * 5 + 9)
+    assert radius(create_model("knn-dncnn")) == 3 * 6 + 2 * (7 * 5 + 9) + 17
+    assert radius(torch.nn.Conv2d(1, 1, 5)) == 2  # undeclared: the convolutions' radii
+    assert geometry(torch.nn.Conv2d(1, 1, 5)).grid is None
 
 
 def test_tiles_match_the_whole_image_dncnn() -> None:
     model = _dncnn()
     image = _image(70, 61)
     whole = denoise(image, model=model, clip=False)
-    tiled = denoise(image, model=model, tile=24, clip=False)  # overlap = depth 3
+    tiled = denoise(image, model=model, tile=24, clip=False)  # context = depth 3
     np.testing.assert_allclose(tiled, whole, atol=1e-6)
 
 
@@ -271,42 +271,58 @@ def test_tiles_within_a_hundredth_of_a_db_n3net() -> None:
     assert torch.allclose(tiled, whole, atol=1e-4)
 
 
-@pytest.mark.parametrize(
-    "size, tile, overlap, patch_size, stride",
-    [(256, 128, 16, 10, 5), (512, 256, 64, 10, 5), (121, 40, 7, 4, 2), (97, 50, 0, 10, 5)],
-    ids=["set12-256", "set12-512", "odd", "no-overlap"],
-)
-def test_grid_aligned_windows(
-    size: int, tile: int, overlap: int, patch_size: int, stride: int
-) -> None:
-    windows = grid_aligned_windows(size, tile, overlap, patch_size, stride)
-    assert windows[0][2] == 0 and windows[-1][3] == size
-    origin = -patch_padding(size, patch_size, stride)[0]
-    for i, (start, stop, core_start, core_stop) in enumerate(windows):
-        if i:
-            assert core_start == windows[i - 1][3]  # cores partition the axis
-        assert stop - start <= tile
-        assert start <= max(core_start - overlap, 0) and stop >= min(core_stop + overlap, size)
-        own = start - patch_padding(stop - start, patch_size, stride)[0]
-        assert (own - origin) % stride == 0  # the window's patches are the image's patches
-
-
 def test_tiles_on_the_patch_grid_equal_the_whole_image() -> None:
     torch.manual_seed(0)
     model = create_model("n3net", **SMALL_N3NET).eval()
-    assert patch_grid(model) == (4, 2)
     noisy = torch.rand(1, 1, 77, 71)
     den = Denoiser(model, channels_last=False)  # one memory format: only the tiling differs
     whole = den.denoise_tensor(noisy)
     # equal up to float summation order (the N3 aggregation sums in another order per size)
-    torch.testing.assert_close(den.denoise_tensor(noisy, tile=50), whole, atol=1e-4, rtol=0)
+    torch.testing.assert_close(den.denoise_tensor(noisy, tile=30), whole, atol=1e-4, rtol=0)
 
 
-def test_tile_too_small_for_the_overlap() -> None:
+def test_tile_smaller_than_the_receptive_field_is_refused() -> None:
     den = Denoiser(create_model("n3net", **SMALL_N3NET))
-    with pytest.raises(ValueError, match=r"tile must be > 30 px .* plus patch-grid alignment"):
+    with pytest.raises(ValueError, match=r"tile must be at least 29 px .* receptive field"):
         den(_image(), tile=20)
-    assert den(_image(40, 30), tile=24, overlap=4).shape == (40, 30)
+    assert den(_image(40, 30), tile=9, context=4).shape == (40, 30)  # less context: smaller
+
+
+def test_automatic_tiles_under_the_memory_limit() -> None:
+    model = _dncnn()
+    calls: list[tuple[int, ...]] = []
+    model.register_forward_hook(lambda _m, args, _out: calls.append(tuple(args[0].shape)))
+    x = torch.rand(1, 1, 60, 50)
+    whole = Restorer(model, channels_last=False).restore_tensor(x)
+    assert calls == [(1, 1, 60, 50)]  # it fits: one pass, bit-exact with the model
+    torch.testing.assert_close(whole, model(x).detach(), rtol=0, atol=0)
+    per_pixel = geometry(model).memory_per_pixel
+    limit = 30 * 30 * per_pixel / 2**20  # megabytes for a 30 x 30 window
+    small = Restorer(model, channels_last=False, memory_limit=limit)
+    assert small.plan_tile(60, 50) == 30 - 2 * 3
+    calls.clear()
+    tiled = small.restore_tensor(x)
+    assert len(calls) > 1 and max(h * w for *_, h, w in calls) <= 30 * 30
+    torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-6)
+    calls.clear()
+    small.restore_tensor(x, tile=0)  # 0: the whole image whatever the limit
+    assert calls == [(1, 1, 60, 50)]
+
+
+def test_too_small_for_n3net_names_the_minimum() -> None:
+    den = Denoiser(create_model("n3net"))
+    with pytest.raises(ValueError, match=r"at least 16x16 px .*got 8x8"):
+        den(np.zeros((8, 8), np.uint8))
+
+
+def test_float_image_on_the_0_255_scale_is_refused() -> None:
+    image = np.full((16, 16), 200.0, np.float32)
+    with pytest.raises(ValueError, match=r"\[0, 1\] scale, got values up to 200.*divide"):
+        denoise(image, model=_dncnn())
+    with pytest.raises(ValueError, match="scale"):
+        denoise(torch.from_numpy(image)[None], model=_dncnn())
+    noisy = np.full((16, 16), 1.9, np.float32)  # unclipped noise above 1 is fine
+    assert denoise(noisy, model=_dncnn()).shape == (16, 16)
 
 
 def test_classic_baseline() -> None:

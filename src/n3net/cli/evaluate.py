@@ -37,7 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         metavar="NAME_OR_FILE",
         help="pretrained names, .safetensors model files, or the classic baselines 'bm3d' and "
-        "'nlm' (default: the shipped weights trained for each sigma)",
+        "'nlm' (default: the shipped weights trained for each sigma); evaluating needs "
+        "n3net[eval] (scikit-image for SSIM)",
     )
     parser.add_argument(
         "--sigma",
@@ -48,7 +49,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="noise levels on the 0-255 scale (default: 25)",
     )
     parser.add_argument(
-        "--data", nargs="+", required=True, metavar="DIR", help="image folders, e.g. set12 bsd68"
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="DIR",
+        help="image folders; a NAME that is not a folder here means $N3NET_DATA/NAME "
+        "(e.g. set12 bsd68)",
     )
     parser.add_argument(
         "--seed", type=int, default=1234, help="once-per-folder noise seed (default: 1234)"
@@ -94,9 +100,20 @@ def _check_json_target(path: str | None, overwrite: bool) -> Path | None:
     return target
 
 
+def _resolve_data(name: str) -> str:
+    """A folder as given, else ``$N3NET_DATA/name``; a one-line error naming both."""
+    if Path(name).exists():
+        return name
+    root = os.environ.get("N3NET_DATA")
+    if root and (Path(root) / name).is_dir():
+        return str(Path(root) / name)
+    where = f" nor in $N3NET_DATA ({root})" if root else " (set N3NET_DATA to look it up there)"
+    raise FileNotFoundError(f"data folder not found: '{name}'{where}")
+
+
 def _jobs(args: argparse.Namespace, sigmas: list[float]) -> list[tuple[str, float]]:
     """The (model, sigma) pairs to run, resolving default models per sigma."""
-    from n3net.denoising import default_model
+    from n3net.inference import default_model
 
     if args.model is None:
         return [(default_model(sigma), sigma) for sigma in sigmas]
@@ -105,10 +122,10 @@ def _jobs(args: argparse.Namespace, sigmas: list[float]) -> list[tuple[str, floa
 
 def _denoiser(model: str, sigma: float, device: str, force: bool) -> Any:
     """Load one model for the grey protocol, refusing colour models."""
-    from n3net.denoising import Denoiser, SigmaMismatchError
+    from n3net.inference import Denoiser, SigmaMismatchError
 
     try:
-        denoiser = Denoiser(model, sigma, device, check_sigma=not force)
+        denoiser = Denoiser(model, sigma, device, check_sigma=not force, memory_limit=None)
     except SigmaMismatchError as error:
         raise CliError(f"{error} (or pass --force to evaluate it anyway)") from None
     if denoiser.channels != 1:
@@ -148,14 +165,12 @@ def _print_means(results: list[dict[str, Any]]) -> None:
 
 def _write_json(target: Path, document: dict[str, Any], overwrite: bool) -> None:
     """Write atomically, re-checking overwrite (the file may have appeared meanwhile)."""
+    from n3net._files import atomic_write
+
     if target.exists() and not overwrite:
         raise FileExistsError(f"--json '{target}' exists; pass --overwrite to replace it")
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(target) as tmp:
         tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from n3net import __version__
-    from n3net.denoising import resolve_device
+    from n3net._checks import require_extra, resolve_device
     from n3net.eval.benchmarks import evaluate_denoiser, protocol_files
 
     for sigma in args.sigma:
@@ -171,10 +186,15 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"--sigma must be > 0 (0-255 scale), got {sigma:g}")
     sigmas = _unique([float(s) for s in args.sigma])
     device = resolve_device(args.device)  # e.g. cuda absent: one line, before any work
-    folders = _unique(args.data)
+    require_extra("skimage.metrics", "n3net evaluate (SSIM)")
+    folders = _unique([_resolve_data(name) for name in args.data])
     for folder in folders:
         protocol_files(folder)  # fail on a missing or empty folder before any work
     target = _check_json_target(args.json, args.overwrite)
+    if target is not None:
+        from n3net._files import check_writable
+
+        check_writable(target.parent)
     jobs = _jobs(args, sigmas)
     denoisers = {job: _denoiser(*job, args.device, args.force) for job in jobs}
     apply_memory_policy(args.low_memory, device)
@@ -183,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     for (model, sigma), denoiser in denoisers.items():
         for folder in folders:
             result = evaluate_denoiser(
-                denoiser.denoise_tensor,
+                denoiser.as_function(),  # the whole image in one pass, as the protocol says
                 folder,
                 sigma,
                 seed=args.seed,

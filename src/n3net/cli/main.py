@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from n3net import __version__
+from n3net._checks import MissingExtraError
 from n3net.cli._errors import CliError
 
 
@@ -32,7 +33,15 @@ class Command(Protocol):
 _COMMANDS: list[str] = ["info", "models", "import_official", "evaluate", "denoise", "train"]
 
 # Exceptions from a command's run() that are the user's to fix: one line, exit code 2.
-_USER_ERRORS = (CliError, ValueError, FileNotFoundError, FileExistsError, PermissionError)
+_USER_ERRORS = (
+    CliError,
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    NotADirectoryError,
+    MissingExtraError,
+)
 _EXIT_USAGE = 2
 _EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
@@ -85,7 +94,8 @@ def main(argv: Sequence[str] | None = None, commands: Sequence[str | Command] | 
         commands: as in `build_parser`; defaults to `_COMMANDS`.
     Returns:
         0 on success; 2 on a usage error or a user-facing failure (`CliError`, `ValueError`,
-        `FileNotFoundError`, `FileExistsError`, `PermissionError`), printed as one line
+        `FileNotFoundError`, `FileExistsError`, `PermissionError`, `NotADirectoryError`, a
+        missing optional extra), printed as one line
         `n3net: error: <message>`; 130 when interrupted; otherwise the command's own code.
     """
     parser = build_parser(commands)

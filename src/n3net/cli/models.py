@@ -11,9 +11,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "models",
         help="list architectures and shipped trained weights",
-        description="List the registered architectures and the trained weights shipped in the "
-        "package (name, architecture, sigma, training budget, validation and BSD68 PSNR; "
-        "the default for each sigma is the one with the best BSD68 PSNR).",
+        description="List the registered architectures, the classic baselines that need no "
+        "weights (bm3d, nlm) and the trained weights shipped in the package (name, "
+        "architecture, sigma, training budget, validation and BSD68 PSNR; the default for "
+        "each sigma is the one with the best BSD68 PSNR).",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
@@ -22,8 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from n3net.denoising import default_model, trained_models
-    from n3net.models import list_architectures, list_pretrained, model_metadata
+    from n3net.inference import default_model, trained_models
+    from n3net.models import arch_info, list_architectures, list_pretrained, model_metadata
 
     sigmas = {sigma for sigma in trained_models().values() if sigma is not None}
     defaults = {default_model(sigma) for sigma in sigmas}
@@ -43,10 +44,16 @@ def run(args: argparse.Namespace) -> int:
                 "default": name in defaults,
             }
         )
+    classic = [name for name in list_architectures() if not arch_info(name).needs_weights]
     if args.json:
-        print(json.dumps({"architectures": list_architectures(), "pretrained": rows}, indent=2))
+        document = {"architectures": list_architectures(), "classic": classic, "pretrained": rows}
+        print(json.dumps(document, indent=2))
         return 0
     print("architectures: " + ", ".join(list_architectures()))
+    print(
+        "classic baselines (no weights; n3net denoise/evaluate --model NAME, need n3net[eval]): "
+        + ", ".join(classic)
+    )
     print("trained weights (n3net denoise --model NAME; model cards in n3net/models/weights/):")
     if not rows:
         print("  (none)")

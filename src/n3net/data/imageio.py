@@ -20,7 +20,16 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-__all__ = ["IMAGE_EXTENSIONS", "LoadedImage", "list_images", "read_image", "write_image"]
+from n3net._files import atomic_write
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "LoadedImage",
+    "image_size",
+    "list_images",
+    "read_image",
+    "write_image",
+]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -249,8 +258,25 @@ def write_image(
     options: dict[str, Any] = {k: info[k] for k in _KEPT_INFO if info and k in info}
     if fmt == "JPEG":
         options["quality"] = quality
-    image.save(path, format=fmt, **options)
+    with atomic_write(path) as temporary:  # a failed write leaves no half-written image
+        image.save(temporary, format=fmt, **options)
     return path
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """Return a file's ``(height, width)`` after EXIF orientation, reading only its header.
+
+    Raises:
+        ValueError: one line, ``cannot read image 'path': reason``.
+    """
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"cannot read image '{path}': {reason}") from error
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from n3net._checks import check_sigma
 from n3net.data.imageio import IMAGE_EXTENSIONS, list_images
 from n3net.data.protocol import PROTOCOL_SEED, ProtocolNoise, load_gray_protocol
 from n3net.eval.metrics import psnr, ssim
@@ -82,23 +83,18 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float | int]:
     }
 
 
-def _check_sigma(sigma: float) -> None:
-    try:
-        valid = math.isfinite(float(sigma)) and float(sigma) > 0
-    except (TypeError, ValueError):
-        valid = False
-    if not valid:
-        raise ValueError(f"sigma must be a finite number > 0 (0-255 scale), got {sigma!r}")
-
-
 def _synchronize(device: torch.device) -> None:
     """Wait for queued kernels so that per-image timings are honest."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _run_one(denoise_fn: Callable[[Tensor], Tensor], noisy: Tensor) -> Tensor:
-    """Denoise one (1, C, H, W) image, keeping the global RNG untouched for the next draw."""
+def _run_one(denoise_fn: Callable[[Tensor], Tensor], noisy: Tensor, target: Tensor) -> Tensor:
+    """Restore one (1, C, H, W) image, keeping the global RNG untouched for the next draw.
+
+    The output must have the target's size (a denoiser's is its input's; a super-resolution
+    model's is the high-resolution target's).
+    """
     # The next image's noise comes from the global CPU generator: a denoiser that draws from it
     # (dropout left in train mode, a stochastic baseline) must not shift the protocol's stream.
     rng_state = torch.get_rng_state()
@@ -106,9 +102,11 @@ def _run_one(denoise_fn: Callable[[Tensor], Tensor], noisy: Tensor) -> Tensor:
         output = denoise_fn(noisy)
     finally:
         torch.set_rng_state(rng_state)
-    if not isinstance(output, Tensor) or tuple(output.shape) != tuple(noisy.shape):
+    if not isinstance(output, Tensor) or tuple(output.shape) != tuple(target.shape):
         got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
-        raise ValueError(f"denoiser must return a tensor of shape {tuple(noisy.shape)}, got {got}")
+        raise ValueError(
+            f"model must return a tensor of the target's shape {tuple(target.shape)}, got {got}"
+        )
     return output
 
 
@@ -141,7 +139,8 @@ def evaluate_denoiser(
 
     Raises:
         FileNotFoundError: ``folder`` is not a directory.
-        ValueError: no images in ``folder``, ``sigma`` not > 0, or a denoiser changing the shape.
+        ValueError: no images in ``folder``, ``sigma`` not > 0, or an output whose shape is not
+            the clean image's.
 
     Shape:
         denoise_fn: (1, 1, H, W) -> (1, 1, H, W).
@@ -151,7 +150,7 @@ def evaluate_denoiser(
         >>> round(result["summary"]["mean_psnr"], 2)  # doctest: +SKIP
         20.17
     """
-    _check_sigma(sigma)
+    check_sigma(sigma)
     files = protocol_files(folder)
     device = torch.device(device)
     if isinstance(denoise_fn, nn.Module):
@@ -168,7 +167,7 @@ def evaluate_denoiser(
             noisy = noise.next_noisy(clean, sigma).to(device)  # noise drawn on the CPU
             _synchronize(device)
             start = time.perf_counter()
-            output = _run_one(denoise_fn, noisy)
+            output = _run_one(denoise_fn, noisy, clean)
             _synchronize(device)
             seconds = time.perf_counter() - start
             output = output.detach().to("cpu")

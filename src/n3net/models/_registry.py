@@ -21,6 +21,7 @@ import importlib.resources
 import json
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TypeVar
@@ -28,7 +29,11 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from n3net._files import atomic_write
+
 __all__ = [
+    "ArchInfo",
+    "arch_info",
     "create_model",
     "list_architectures",
     "list_pretrained",
@@ -41,13 +46,46 @@ __all__ = [
 Factory = Callable[..., nn.Module]
 F = TypeVar("F", bound=Factory)
 
+
+@dataclass(frozen=True)
+class ArchInfo:
+    """What the registry knows about an architecture besides its factory.
+
+    Attributes:
+        name: the registry name.
+        task: what it restores, ``"denoise"`` for every model so far.
+        needs_weights: False for methods that run without trained weights (the classic
+            baselines): :func:`load_model` then builds them from their name.
+        conditions: constructor arguments the user's request sets, e.g. ``("sigma",)`` for a
+            classic denoiser told the noise level (networks trained for one sigma take none).
+    """
+
+    name: str
+    task: str = "denoise"
+    needs_weights: bool = True
+    conditions: tuple[str, ...] = ()
+
+
 _REGISTRY: dict[str, Factory] = {}
+_INFO: dict[str, ArchInfo] = {}
 _RESERVED = ("n3net_arch", "n3net_config", "n3net_version")
 _PICKLE_SUFFIXES = (".pt", ".pth", ".t7", ".ckpt", ".tar", ".pkl", ".bin")
 
 
-def register_model(name: str) -> Callable[[F], F]:
+def register_model(
+    name: str,
+    *,
+    task: str = "denoise",
+    needs_weights: bool = True,
+    conditions: tuple[str, ...] = (),
+) -> Callable[[F], F]:
     """Register a factory ``(**config) -> nn.Module`` under an architecture name.
+
+    The keywords fill the architecture's :class:`ArchInfo`. Models describe their geometry
+    themselves: ``receptive_radius`` (pixels on each side that reach one output pixel),
+    ``patch_grid`` (``(patch_size, stride)`` their non-local blocks cut, or None), ``scale``
+    (output size / input size), ``min_size`` (smallest input side) and
+    ``memory_per_pixel`` (bytes one input pixel costs in an inference forward pass).
 
     Example:
         >>> @register_model("tiny-example")
@@ -55,13 +93,14 @@ def register_model(name: str) -> Callable[[F], F]:
         ...     return nn.Identity()
         >>> "tiny-example" in list_architectures()
         True
-        >>> _ = _REGISTRY.pop("tiny-example")
+        >>> _ = _REGISTRY.pop("tiny-example"), _INFO.pop("tiny-example")
     """
 
     def decorate(factory: F) -> F:
         if name in _REGISTRY:
             raise ValueError(f"architecture {name!r} is already registered")
         _REGISTRY[name] = factory
+        _INFO[name] = ArchInfo(name, task, needs_weights, tuple(conditions))
         return factory
 
     return decorate
@@ -70,6 +109,20 @@ def register_model(name: str) -> Callable[[F], F]:
 def list_architectures() -> list[str]:
     """Return the registered architecture names, sorted."""
     return sorted(_REGISTRY)
+
+
+def arch_info(arch: str) -> ArchInfo:
+    """Return a registered architecture's :class:`ArchInfo`.
+
+    Example:
+        >>> arch_info("dncnn").needs_weights
+        True
+    """
+    if arch not in _INFO:
+        raise ValueError(
+            f"unknown architecture {arch!r}; available: {', '.join(list_architectures())}"
+        )
+    return _INFO[arch]
 
 
 def create_model(arch: str, **config: object) -> nn.Module:
@@ -158,12 +211,14 @@ def model_metadata(name_or_path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def load_model(
-    name_or_path: str | os.PathLike[str], device: str | torch.device = "cpu"
+    name_or_path: str | os.PathLike[str], device: str | torch.device = "cpu", **conditions: object
 ) -> nn.Module:
     """Load a trained model by pretrained name or ``.safetensors`` path, in eval mode.
 
     The architecture is rebuilt from the file's metadata and the weights load with
-    ``strict=True``. The file's metadata is kept in ``model.metadata``.
+    ``strict=True``. The file's metadata is kept in ``model.metadata``. An architecture that
+    needs no weights (``"bm3d"``, ``"nlm"``) is built from its name, with ``conditions`` (e.g.
+    ``sigma=50``) passed to its constructor; other models take no ``conditions``.
 
     Raises:
         ValueError: an architecture name without weights, an unknown name, a PyTorch
@@ -172,6 +227,16 @@ def load_model(
     """
     from safetensors.torch import load_file
 
+    text = os.fspath(name_or_path)
+    if text in _INFO and not _INFO[text].needs_weights and text not in list_pretrained():
+        unknown = set(conditions) - set(_INFO[text].conditions)
+        if unknown:
+            raise ValueError(f"model {text!r} takes no {', '.join(sorted(unknown))}")
+        model = create_model(text, **conditions)
+        model.metadata = {"n3net_arch": text, "n3net_config": json.dumps(model.config)}
+        return model.to(device).eval()
+    if conditions:
+        raise ValueError(f"model {text!r} takes no {', '.join(sorted(conditions))}")
     with _resolve(name_or_path) as path:
         metadata = _read_metadata(path)
         state = load_file(str(path), device="cpu")
@@ -217,14 +282,6 @@ def save_model(
         metadata[key] = value
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(path) as tmp:  # safetensors creates 0600 files; atomic_write fixes the mode
         save_file(tensors, str(tmp), metadata=metadata)
-        # safetensors creates its files 0600; give the file the mode any new file would get.
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

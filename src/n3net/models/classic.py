@@ -1,9 +1,12 @@
-"""Classic Gaussian denoisers (BM3D, non-local means) behind the networks' denoiser interface.
+"""Classic Gaussian denoisers (BM3D, non-local means) as models of the registry.
 
-Each function has the signature ``fn(noisy, sigma) -> denoised``: ``noisy`` a float tensor in
-[0, 1] (not clipped), ``sigma`` the noise standard deviation on the 0-255 scale. Every (H, W)
-plane is denoised on its own in float64 on the CPU; the result comes back in ``noisy``'s dtype and
-device. ``bm3d`` and ``scikit-image`` are imported lazily (``pip install n3net[eval]``).
+``create_model("bm3d", sigma=25)`` / ``load_model("bm3d", sigma=25)`` (and ``"nlm"``) give an
+``nn.Module`` with the interface of every other denoiser: noisy (B, C, H, W) in [0, 1] (not
+clipped) in, the estimate out. They need no weights, and the noise level ``sigma`` (0-255
+scale) is a constructor argument (the registry's ``conditions``). Every (H, W) plane is denoised
+on its own in float64 on the CPU; the result comes back in the input's dtype and device.
+``bm3d`` and ``scikit-image`` come with ``pip install 'n3net[eval]'``; building a model without
+them raises :class:`~n3net._checks.MissingExtraError` before any work.
 
 Axis legend: ``B`` batch, ``C`` channels, ``H, W`` image size.
 """
@@ -11,18 +14,60 @@ Axis legend: ``B`` batch, ``C`` channels, ``H, W`` image size.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["bm3d_denoise", "nlm_denoise"]
+from n3net._checks import check_sigma, require_extra
+from n3net.models._registry import register_model
+
+__all__ = ["BM3D", "NLM", "ClassicDenoiser"]
 
 # Non-local means settings of scikit-image's documentation example ("Non-local means denoising
 # for preserving textures"), with the known noise level in place of its estimate.
 NLM_PATCH_SIZE = 5
 NLM_PATCH_DISTANCE = 6
 NLM_H_FACTOR = 0.8
+
+
+class ClassicDenoiser(nn.Module):
+    """A per-plane numpy denoiser told the noise level, behind the networks' interface.
+
+    Subclasses set :attr:`receptive_radius` and implement :meth:`denoise_plane`.
+
+    Args:
+        sigma: noise standard deviation on the 0-255 scale.
+
+    Shape:
+        x: (B, C, H, W) -> (B, C, H, W).
+    """
+
+    receptive_radius = 0
+    patch_grid = None
+    scale = 1
+    memory_per_pixel = 64  # a few float64 copies of the plane
+
+    def __init__(self, sigma: float = 25.0) -> None:
+        super().__init__()
+        self.sigma = check_sigma(sigma)
+        self.config = {"sigma": self.sigma}
+        self._library = self.load_library()
+
+    def load_library(self) -> ModuleType:
+        """Import the package doing the work (raises MissingExtraError naming the extra)."""
+        raise NotImplementedError
+
+    def denoise_plane(self, plane: np.ndarray, sigma_unit: float) -> np.ndarray:
+        """Denoise one (H, W) float64 plane with noise level ``sigma_unit`` (0-1 scale)."""
+        raise NotImplementedError
+
+    def check_size(self, height: int, width: int) -> None:
+        """Every non-empty image works."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _per_plane(x, lambda plane: self.denoise_plane(plane, self.sigma / 255.0))
 
 
 def _per_plane(noisy: Tensor, denoise_plane: Callable[[np.ndarray], np.ndarray]) -> Tensor:
@@ -37,64 +82,38 @@ def _per_plane(noisy: Tensor, denoise_plane: Callable[[np.ndarray], np.ndarray])
     return torch.from_numpy(out).to(device=noisy.device, dtype=noisy.dtype)
 
 
-def _check_sigma(sigma: float) -> float:
-    if not sigma > 0:
-        raise ValueError(f"sigma must be > 0 (0-255 scale), got {sigma}")
-    return float(sigma) / 255.0
+class BM3D(ClassicDenoiser):
+    """BM3D (``bm3d.bm3d(z, sigma_psd=sigma / 255)``, the package's default 'np' profile).
 
-
-def bm3d_denoise(noisy: Tensor, sigma: float) -> Tensor:
-    """Denoise with BM3D (``bm3d.bm3d(z, sigma_psd=sigma / 255)``, default 'np' profile).
-
-    Args:
-        noisy: noisy images in [0, 1].
-        sigma: noise standard deviation on the 0-255 scale.
-
-    Returns:
-        Denoised images.
-
-    Raises:
-        ImportError: the ``bm3d`` package is missing.
-
-    Shape:
-        (B, C, H, W) -> (B, C, H, W); the protocol uses (1, 1, H, W).
+    Its block matching reaches farther than 32 px only rarely, so tiles with 32 px of context
+    are close to, not identical with, the whole-image result.
     """
-    try:
-        import bm3d
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("bm3d_denoise needs the 'bm3d' package; install n3net[eval]") from error
-    sigma_unit = _check_sigma(sigma)
-    return _per_plane(noisy, lambda z: np.asarray(bm3d.bm3d(z, sigma_psd=sigma_unit)))
+
+    receptive_radius = 32
+
+    def load_library(self) -> ModuleType:
+        return require_extra("bm3d", "the bm3d model")
+
+    def denoise_plane(self, plane: np.ndarray, sigma_unit: float) -> np.ndarray:
+        return np.asarray(self._library.bm3d(plane, sigma_psd=sigma_unit))
 
 
-def nlm_denoise(noisy: Tensor, sigma: float) -> Tensor:
-    """Denoise with scikit-image's non-local means (``denoise_nl_means``, fast mode).
+class NLM(ClassicDenoiser):
+    """scikit-image's non-local means (``denoise_nl_means``, fast mode).
 
     Settings follow scikit-image's documentation example with the true noise level s = sigma/255
     in place of its estimate: ``patch_size=5, patch_distance=6, h=0.8 * s, sigma=s,
-    fast_mode=True`` (``sigma`` makes the patch distances subtract the expected noise).
-
-    Args:
-        noisy: noisy images in [0, 1].
-        sigma: noise standard deviation on the 0-255 scale.
-
-    Returns:
-        Denoised images.
-
-    Raises:
-        ImportError: scikit-image is missing.
-
-    Shape:
-        (B, C, H, W) -> (B, C, H, W); the protocol uses (1, 1, H, W).
+    fast_mode=True`` (``sigma`` makes the patch distances subtract the expected noise). Its
+    receptive radius is exact: the patch distance plus half a patch.
     """
-    try:
-        from skimage.restoration import denoise_nl_means
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("nlm_denoise needs scikit-image; install n3net[eval]") from error
-    sigma_unit = _check_sigma(sigma)
 
-    def denoise_plane(plane: np.ndarray) -> np.ndarray:
-        return denoise_nl_means(
+    receptive_radius = NLM_PATCH_DISTANCE + NLM_PATCH_SIZE // 2
+
+    def load_library(self) -> ModuleType:
+        return require_extra("skimage.restoration", "the nlm model")
+
+    def denoise_plane(self, plane: np.ndarray, sigma_unit: float) -> np.ndarray:
+        return self._library.denoise_nl_means(
             plane,
             patch_size=NLM_PATCH_SIZE,
             patch_distance=NLM_PATCH_DISTANCE,
@@ -103,4 +122,14 @@ def nlm_denoise(noisy: Tensor, sigma: float) -> Tensor:
             fast_mode=True,
         )
 
-    return _per_plane(noisy, denoise_plane)
+
+@register_model("bm3d", needs_weights=False, conditions=("sigma",))
+def bm3d(**config: object) -> BM3D:
+    """BM3D (Dabov et al. 2007), the classic baseline of the paper's Table 3."""
+    return BM3D(**config)
+
+
+@register_model("nlm", needs_weights=False, conditions=("sigma",))
+def nlm(**config: object) -> NLM:
+    """Non-local means (Buades et al. 2005) as scikit-image implements it."""
+    return NLM(**config)

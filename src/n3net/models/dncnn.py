@@ -99,6 +99,11 @@ class DnCNNBlock(nn.Module):
         self.layer1 = nn.Sequential(*layers)
         self.conv2 = nn.Conv2d(features, out_channels, 3, padding=1)
 
+    @property
+    def receptive_radius(self) -> int:
+        """Pixels on each side that reach one output pixel: one per 3x3 convolution."""
+        return 2 + len(self.layer1) // 3
+
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv2(self.layer1(self.relu(self.conv1(x))))
         return self._add_residual(out, x if self.residual else None)
@@ -165,6 +170,23 @@ class DnCNN(DnCNNBlock):
             residual=residual,
         )
         init_dncnn_(self)
+
+    # Geometry read by n3net.inference (tiles, memory budget).
+    patch_grid = None
+    scale = 1
+
+    @property
+    def memory_per_pixel(self) -> int:
+        """Bytes one input pixel costs in an inference forward pass (measured on the CPU).
+
+        Four to six float32 maps of ``features`` channels are alive at once: DnCNN-17 peaks
+        at ~0.8 kB per pixel above its idle process, ~1.5 kB at 1024x1024 when freed memory is
+        kept for reuse as the command line does on the CPU (``benchmarks/peak_memory.py``).
+        """
+        return 24 * int(self.conv1.out_channels)
+
+    def check_size(self, height: int, width: int) -> None:
+        """Every non-empty image works (zero padding at the borders)."""
 
     def forward(self, x: Tensor) -> Tensor:
         check_image(x, self.in_channels)

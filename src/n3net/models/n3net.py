@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from n3net.blocks.n3_image import N3Block2d
+from n3net.models._geometry import check_candidates, n3_reach
 from n3net.models._registry import register_model
 from n3net.models.dncnn import DnCNNBlock, check_image, init_dncnn_
 from n3net.ops.windows import Impl
@@ -155,6 +156,44 @@ class N3NetDenoiser(nn.Module):
             for _ in range(n_blocks - 1)
         )
         init_dncnn_(self)
+
+    scale = 1
+
+    @property
+    def receptive_radius(self) -> int:
+        """Pixels on each side that reach one output pixel.
+
+        The DnCNN blocks reach one pixel per convolution; each N3 block adds its embedding CNN
+        and the patches of its search window (:func:`~n3net.models._geometry.n3_reach`). The
+        paper's N3Net: ``3 * 6 + 2 * (3 + 7 * 5 + 9) = 112``.
+        """
+        c = self.config
+        per_n3 = c["embed_depth"] + n3_reach(c["patch_size"], c["stride"], c["search_window"])
+        return sum(b.receptive_radius for b in self.blocks) + len(self.n3) * per_n3
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        """``(patch_size, stride)`` of the N3 blocks: their patch grid is anchored to the input's
+        border, so tiles must sit on the whole image's grid (see :mod:`n3net.inference.tiling`).
+        """
+        return self.config["patch_size"], self.config["stride"]
+
+    @property
+    def memory_per_pixel(self) -> int:
+        """Bytes one input pixel costs in an inference forward pass (measured on the CPU).
+
+        The paper's N3Net peaks at ~2.5 kB per pixel at 1024x1024 with the command line's memory
+        policy (``benchmarks/peak_memory.py``); it scales with the N3 output's channels.
+        """
+        c = self.config
+        return 2560 * max(1, c["nl_channels"] * (c["k"] + 1) // 64)
+
+    def check_size(self, height: int, width: int) -> None:
+        """Raise a one-line ValueError if the image offers fewer than ``k`` candidate patches."""
+        c = self.config
+        check_candidates(
+            "n3net", height, width, c["k"], c["patch_size"], c["stride"], c["search_window"]
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         check_image(x, self.channels)
