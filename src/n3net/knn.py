@@ -89,7 +89,9 @@ def log1mexp(a: Tensor) -> Tensor:
     weight that reached 1 still has a finite gradient.
 
     Example:
-        >>> log1mexp(torch.tensor([-math.inf, -1.0])).tolist()[0]
+        >>> log1mexp(torch.tensor([-1.0, 0.0]))
+        tensor([-0.4587,    -inf])
+        >>> log1mexp(torch.tensor([-math.inf])).abs().item()  # log(1 - 0); the sign of zero may vary
         0.0
     """
     return _Log1mExp.apply(a)

@@ -381,6 +381,7 @@ def set_aggregate(
         embedding: (B, N, E), values: (B, N, V) -> (B, N, K, V).
 
     Example:
+        >>> from n3net.knn import NeuralKNN
         >>> set_aggregate(torch.randn(2, 6, 4), torch.randn(2, 6, 3), 2, NeuralKNN(2)).shape
         torch.Size([2, 6, 2, 3])
     """
