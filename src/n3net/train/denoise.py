@@ -88,11 +88,15 @@ class DenoiseTask(ImageTask):
         noisy, clean = batch
         return F.mse_loss(forward(noisy).float(), clean)
 
-    def score(self, forward: Forward, index: int, image: Tensor, device: torch.device) -> float:
+    def validation_pair(self, index: int, image: Tensor) -> tuple[Tensor, Tensor]:
+        """(noisy, clean) for validation image ``index``: fixed noise from (seed, index)."""
         seed = mix_seed(self.config.train.seed, _VALIDATION_STREAM, index)
         generator = torch.Generator().manual_seed(seed)
-        noisy = GaussianNoise(self.options.sigma)(image, generator).to(device)
-        return psnr(forward(noisy).float(), image)
+        return GaussianNoise(self.options.sigma)(image, generator), image
+
+    def score(self, forward: Forward, index: int, image: Tensor, device: torch.device) -> float:
+        noisy, clean = self.validation_pair(index, image)
+        return psnr(forward(noisy.to(device)).float(), clean)
 
     def report(self, values: dict[str, float]) -> str:
         return f"validation PSNR {values['val_psnr']:.3f} dB"

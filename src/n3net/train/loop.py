@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import random
 import shutil
 import time
@@ -34,15 +33,12 @@ from torch import Tensor, nn
 
 from n3net.train import distributed as dist_utils
 from n3net.train.checkpoint import (
-    CHECKPOINT_VERSION,
-    atomic_save,
-    capture_rng_states,
     load_checkpoint,
-    restore_rng_states,
 )
 from n3net.train.config import RunConfig
 from n3net.train.logs import TrainLog
 from n3net.train.optim import GradientClip, Optimisation, Progress
+from n3net.train.state import Budget, RunState
 from n3net.train.tasks import Forward, Task, task_class
 
 __all__ = ["TrainResult", "make_forward", "train", "train_step"]
@@ -137,20 +133,6 @@ def _validate(task: Task, model: nn.Module, device: torch.device, channels_last:
     return values
 
 
-def _hardware(device: torch.device, world_size: int) -> str:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = platform.processor() or platform.machine()
-        if Path("/proc/cpuinfo").is_file():
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-        name = f"CPU {name}, {torch.get_num_threads()} threads"
-    return f"{world_size} x {name}" if world_size > 1 else name
-
-
 def _check_out_dir(out_dir: Path, resume: str | None, overwrite: bool) -> Path | None:
     """Refuse to clobber finished weights or a checkpoint; return the checkpoint to resume."""
     last = out_dir / "last.pt"
@@ -180,86 +162,6 @@ def _check_resume(state: dict[str, Any], config: RunConfig) -> None:
             f"the checkpoint trains task {vars(saved.task)}, the config asks for "
             f"{vars(config.task)}; resume with the same task options"
         )
-
-
-@dataclass
-class _Budget:
-    """How long a run lasts: steps, minutes or epochs; ``progress`` is the spent fraction."""
-
-    total_steps: int | None
-    budget_s: float | None
-    epoch_steps: float
-
-    @classmethod
-    def of(cls, config: RunConfig, epoch_size: int) -> _Budget:
-        train = config.train
-        epoch_steps = epoch_size / train.batch_size
-        total = train.max_steps
-        if total is None and train.max_minutes is None:
-            total = math.ceil(train.epochs * epoch_steps)
-        budget_s = None if train.max_minutes is None else train.max_minutes * 60
-        return cls(total, budget_s, epoch_steps)
-
-    def progress(self, step: int, elapsed: float) -> float:
-        parts = [0.0]
-        if self.total_steps is not None:
-            parts.append(step / self.total_steps)
-        if self.budget_s is not None:
-            parts.append(elapsed / self.budget_s)
-        return max(parts)
-
-
-class _Run:
-    """State of one run (step, clock, best result) and what writes it; ``train`` drives it."""
-
-    def __init__(self, config: RunConfig, info: dist_utils.DistInfo, device: torch.device) -> None:
-        self.config, self.info, self.device = config, info, device
-        self.out_dir = Path(config.train.out_dir)
-        self.step, self.elapsed = 0, 0.0
-        self.skipped = 0  # steps skipped for a non-finite loss or gradient
-        self.best: float | None = None
-        self.best_step: int | None = None
-        self.best_state: dict[str, Tensor] | None = None
-        self.last_val: float | None = None
-
-    def checkpoint(self, task: Task, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        state = {
-            "version": CHECKPOINT_VERSION,
-            "step": self.step,
-            "elapsed_s": self.elapsed,
-            "skipped": self.skipped,
-            "config": self.config.to_dict(),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "best": {
-                "metric": task.metric,
-                "value": self.best,
-                "step": self.best_step,
-                "model": self.best_state,
-            },
-            "last_val": self.last_val,
-            "data": {"seed": self.config.train.seed, "next_batch": self.step},
-            "rng": capture_rng_states(),
-            "world_size": self.info.world_size,
-        }
-        atomic_save(state, self.out_dir / "last.pt")
-
-    def restore(self, state: dict[str, Any], model: nn.Module, optimizer: Any) -> None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
-        self.skipped = int(state.get("skipped", 0))
-        best = state["best"]
-        self.best, self.best_step, self.best_state = best["value"], best["step"], best["model"]
-        self.last_val = state.get("last_val")
-        restore_rng_states(state["rng"])
-
-    def record_validation(self, task: Task, value: float, model: nn.Module) -> None:
-        self.last_val = value
-        better = self.best is None or (value > self.best if task.maximize else value < self.best)
-        if better:
-            self.best, self.best_step = value, self.step
-            self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def train(config: RunConfig, resume: str | None = None, overwrite: bool = False) -> TrainResult:
@@ -296,7 +198,7 @@ def _build(config: RunConfig, task: Task, device: torch.device) -> tuple[nn.Modu
     return model, task.optimisation(model)
 
 
-def _open_log(run: _Run, task: Task, resume_path: Path | None) -> TrainLog:
+def _open_log(run: RunState, task: Task, resume_path: Path | None) -> TrainLog:
     """Prepare the run folder (rank 0) and return its log, after the first line."""
     config, out_dir, train = run.config, run.out_dir, run.config.train
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -321,7 +223,7 @@ def _train(
     resume: str | None,
     overwrite: bool,
 ) -> TrainResult:
-    run = _Run(config, info, device)
+    run = RunState(config, info, device)
     resume_path = _check_out_dir(run.out_dir, resume, overwrite)
     if config.train.batch_size % info.world_size:
         raise ValueError(
@@ -359,9 +261,9 @@ def _train(
         run.out_dir, run.step, run.elapsed / 60, task.metric, run.best, run.best_step
     )
     if info.is_main:
-        from n3net.train.outputs import write_outputs
+        from n3net.train.outputs import hardware, write_outputs
 
-        write_outputs(run, task, model, _hardware(device, info.world_size))
+        write_outputs(run, task, model, hardware(device, info.world_size))
     return result
 
 
@@ -370,7 +272,7 @@ class _Steps:
 
     def __init__(
         self,
-        run: _Run,
+        run: RunState,
         task: Task,
         model: nn.Module,
         trained: nn.Module,
@@ -382,7 +284,7 @@ class _Steps:
         train = run.config.train
         self.forward = make_forward(trained, run.device, train.amp == "bf16", train.channels_last)
         self.trained = trained
-        self.budget = _Budget.of(run.config, task.epoch_size)
+        self.budget = Budget.of(run.config, task.epoch_size)
         self.loss_sum = torch.zeros((), device=run.device)
         self.loss_count = self.skipped_in_a_row = 0
         self.lr = train.lr

@@ -9,6 +9,8 @@ hardware, torch). ``curves.png`` plots the log; ``summary.json`` sums the run up
 from __future__ import annotations
 
 import json
+import platform
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -18,12 +20,27 @@ from n3net.train.logs import plot_curves
 from n3net.train.tasks import Task
 
 if TYPE_CHECKING:
-    from n3net.train.loop import _Run
+    from n3net.train.state import RunState
 
-__all__ = ["write_outputs"]
+__all__ = ["hardware", "write_outputs"]
 
 
-def write_outputs(run: _Run, task: Task, model: nn.Module, hardware: str) -> None:
+def hardware(device: torch.device, world_size: int) -> str:
+    """Name the hardware a run used, e.g. ``2 x NVIDIA H200`` or ``CPU <model>, 4 threads``."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        if Path("/proc/cpuinfo").is_file():
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+        name = f"CPU {name}, {torch.get_num_threads()} threads"
+    return f"{world_size} x {name}" if world_size > 1 else name
+
+
+def write_outputs(run: RunState, task: Task, model: nn.Module, hardware: str) -> None:
     """Write the final and best weights, the curves and ``summary.json``; print one line."""
     from n3net.models import save_model
 
