@@ -54,6 +54,9 @@ def test_tiny_run_and_refused_overwrite(
         (["--arch", "nope"], "unknown architecture 'nope'"),
         (["--device", "cuda:7"], "CUDA is not available"),
         (["--resume", "/nonexistent/last.pt"], "checkpoint not found"),
+        (["--task", "nope"], "task.name must be one of denoise"),
+        (["--sigma", "-5"], "task.sigma must be >= 0, got -5.0"),
+        (["--preset", "other"], "data.preset must be one of paper, dncnn, got 'other'"),
     ],
 )
 def test_errors(
@@ -80,3 +83,17 @@ def test_building_the_parser_imports_no_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_relative_data_needs_a_root(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("N3NET_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", *_TINY, "--max-steps", "1", "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "n3net: error: data folder 'imgs' not found: set N3NET_DATA or pass an absolute path"
+    )
+    assert not (tmp_path / "r").exists()  # nothing written
