@@ -27,7 +27,7 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data root with ``imgs/``: 7 grey images of different sizes and one RGB image."""
     root = tmp_path_factory.mktemp("tiny_data")
