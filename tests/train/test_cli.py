@@ -97,3 +97,15 @@ def test_relative_data_needs_a_root(
         "n3net: error: data folder 'imgs' not found: set N3NET_DATA or pass an absolute path"
     )
     assert not (tmp_path / "r").exists()  # nothing written
+
+
+def test_bad_flag_value_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--batch-size", "x"]) == 2
+    assert capsys.readouterr().err == (
+        "n3net train: error: argument --batch-size: invalid int value: 'x' "
+        "(see n3net train --help)\n"
+    )
+    assert main(["train", "--nope"]) == 2
+    assert capsys.readouterr().err == (
+        "n3net train: error: unrecognized arguments: --nope (see n3net train --help)\n"
+    )

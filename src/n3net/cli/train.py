@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 _EPILOG = """\
 Configuration, each overriding the one before: the dataclass defaults (the paper's protocol) <
@@ -52,11 +52,18 @@ class _TrainParser(argparse.ArgumentParser):
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
         self.add_task_flags()
-        return super().parse_known_args(args, namespace)
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
     def format_help(self) -> str:
         self.add_task_flags()
         return super().format_help()
+
+    def error(self, message: str) -> NoReturn:
+        """One line, not the long usage block: ``n3net train: error: ...``, exit code 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -20,7 +20,18 @@ Adding a task, e.g. ``sr`` (super-resolution), ``correspondences`` or ``realnois
 3. the module's name in :data:`BUILTIN_TASKS` below, so that ``--task`` finds it;
 4. tests under ``tests/train/``.
 
-The loop, the logs, the checkpoints and the config stay as they are.
+The loop, the logs, the checkpoints and the config stay as they are. In outline:
+
+- ``sr``: an ImageTask; ``[task] scales = [2, 3, 4]``; ``training_pair`` downscales each batch
+  bicubically by a scale drawn from the batch's generator; ``score`` is the Y-channel PSNR with
+  a border shave; ``columns`` (set per instance) holds one column per scale and ``validate``
+  fills them; ``optimisation`` returns SGD, a :class:`~n3net.train.optim.StepSchedule` and a
+  clip (a :class:`~n3net.train.optim.GradientClip` gets the lr, for VDSR's lr-scaled clip).
+- ``correspondences``: a Task with its own data; batches are dicts of padded point sets,
+  their masks and labels; ``loss`` adds the essential-matrix term once ``step`` passes
+  ``[task] essential_after_steps``; ``validate`` returns the pose mAP (``val_map``).
+- ``realnoise``: an ImageTask whose ``training_pair`` returns ``(noisy, noise_maps, clean)``
+  and whose ``loss`` calls ``forward(noisy, noise_maps)``.
 
 This module imports no torch, so that importing the config is cheap; the task modules are
 imported on the first look-up of a name (the CLI's ``train`` parser does it when it is used).
