@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,8 +14,8 @@ import torch
 from PIL import Image
 
 from n3net.cli.main import main
-from n3net.denoising import Denoiser
 from n3net.eval.metrics import psnr
+from n3net.inference import Denoiser
 from n3net.models import _registry, create_model, save_model
 
 SMALL_N3NET = dict(
@@ -48,6 +52,53 @@ def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 def _run(*argv: str | Path) -> int:
     return main(["denoise", *map(str, argv)])
+
+
+def _read_only_filesystem(*args: Any, **kwargs: Any) -> Any:
+    """Stands in for tempfile.TemporaryFile on a read-only mount (root ignores chmod)."""
+    raise OSError(errno.EROFS, "Read-only file system")
+
+
+def test_read_only_folder_is_refused_before_denoising(
+    model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    source = _grey(tmp_path / "in.png")
+    calls: list[int] = []
+    monkeypatch.setattr(Denoiser, "restore_tensor", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(tempfile, "TemporaryFile", _read_only_filesystem)
+    assert _run(source, "-o", tmp_path / "out" / "a.png", "--model", model_file) == 2
+    line = _error_line(capsys)
+    assert "cannot write into" in line and "Read-only file system" in line
+    assert calls == [] and not (tmp_path / "out").exists()
+
+
+def test_existing_outputs_in_a_folder_are_kept(
+    model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = tmp_path / "noisy"
+    inputs.mkdir()
+    _grey(inputs / "a.png")
+    _grey(inputs / "b.png", seed=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b.png").write_bytes(b"keep me")
+    assert _run(inputs, "-o", out, "--model", model_file) == 2
+    assert "exists; pass --overwrite" in _error_line(capsys)
+    assert (out / "b.png").read_bytes() == b"keep me" and not (out / "a.png").exists()
+
+
+def test_large_image_is_tiled_with_a_progress_bar(
+    model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = _grey(tmp_path / "in.png", 90, 70)
+    assert _run(source, "-o", tmp_path / "whole.png", "--model", model_file) == 0
+    capsys.readouterr()
+    tiny_memory = ["--memory", "0.05"]  # 50 kB: windows of ~37 x 37 px for this DnCNN-3
+    assert _run(source, "-o", tmp_path / "tiled.png", "--model", model_file, *tiny_memory) == 0
+    assert "tile" in capsys.readouterr().err  # the bar over the tiles
+    whole = np.asarray(Image.open(tmp_path / "whole.png"), np.int16)
+    tiled = np.asarray(Image.open(tmp_path / "tiled.png"), np.int16)
+    assert np.abs(whole - tiled).max() <= 1  # equal up to float rounding
 
 
 def test_one_file(model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -168,9 +219,9 @@ def test_tiles_within_a_hundredth_of_a_db(tmp_path: Path) -> None:
     Image.fromarray(np.round(noisy * 255).astype(np.uint8)).save(tmp_path / "noisy.png")
     assert _run(tmp_path / "noisy.png", "-o", tmp_path / "whole.png", "--model", model) == 0
     argv = [tmp_path / "noisy.png", "-o", tmp_path / "tiled.png", "--model", model]
-    assert _run(*argv, "--tile", "64") == 0
+    assert _run(*argv, "--tile", "40") == 0
     faster = [tmp_path / "noisy.png", "-o", tmp_path / "faster.png", "--model", model]
-    assert _run(*faster, "--tile", "64", "--overlap", "8") == 0
+    assert _run(*faster, "--tile", "40", "--context", "8") == 0
     whole = np.asarray(Image.open(tmp_path / "whole.png"), np.float64) / 255
     for name in ("tiled.png", "faster.png"):
         tiled = np.asarray(Image.open(tmp_path / name), np.float64) / 255
@@ -205,9 +256,14 @@ def test_default_model_comes_from_sigma(
         ("unknown-model", "unknown model"),
         ("sigma-mismatch", "trained for sigma 25, not 50"),
         ("bad-extension", "needs an image extension"),
-        ("tile-too-small", "tile must be > 6 px"),
-        ("empty-folder", "no images"),
-        ("overlap-without-tile", "--overlap needs --tile"),
+        ("tile-too-small", "tile must be at least 7 px"),
+        ("empty-folder", "holds no images (png, jpg"),
+        ("negative-context", "--context must be >= 0"),
+        ("negative-tile", "--tile must be a number of pixels >= 0"),
+        ("too-small-for-n3net", "needs images of at least 16x16 px"),
+        ("read-only-output", "cannot write into"),
+        ("bm3d-without-extra", "pip install 'n3net[eval]'"),
+        ("nlm-without-extra", "pip install 'n3net[eval]'"),
     ],
 )
 def test_errors_are_one_line(
@@ -216,6 +272,7 @@ def test_errors_are_one_line(
     model_file: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     source = _grey(tmp_path / "in.png")
     argv: list[str | Path] = [source, "-o", tmp_path / "out.png", "--model", model_file]
@@ -241,9 +298,21 @@ def test_errors_are_one_line(
         argv += ["--tile", "6"]
     elif case == "empty-folder":
         (tmp_path / "empty").mkdir()
+        (tmp_path / "empty" / "notes.txt").write_text("not an image")
         argv[0] = tmp_path / "empty"
-    elif case == "overlap-without-tile":
-        argv += ["--overlap", "4"]
+    elif case == "negative-context":
+        argv += ["--context=-1"]
+    elif case == "negative-tile":
+        argv += ["--tile=-1"]
+    elif case == "too-small-for-n3net":
+        _grey(source, 8, 8)
+        argv[-1] = "n3net-gray-sigma25"
+    elif case == "read-only-output":
+        monkeypatch.setattr(tempfile, "TemporaryFile", _read_only_filesystem)
+    elif case in ("bm3d-without-extra", "nlm-without-extra"):
+        monkeypatch.setitem(sys.modules, "bm3d", None)  # import bm3d -> ImportError
+        monkeypatch.setitem(sys.modules, "skimage.restoration", None)
+        argv[-1] = case.split("-")[0]
     assert _run(*argv) != 0
     assert message in _error_line(capsys)
     assert not (tmp_path / "out.png").exists()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,6 +15,7 @@ import torch
 from PIL import Image
 
 from n3net.cli.main import main
+from n3net.eval import benchmarks
 from n3net.eval.benchmarks import evaluate_denoiser
 from n3net.models import _registry, create_model, load_model, save_model
 
@@ -147,6 +152,10 @@ def test_sigma_mismatch_needs_force(
         ("empty-data", "no images"),
         ("sigma", "--sigma must be > 0"),
         ("colour", "the benchmark protocol is grey"),
+        ("no-eval-extra", "needs the 'skimage' package: pip install 'n3net[eval]'"),
+        ("bm3d-without-extra", "needs the 'bm3d' package: pip install 'n3net[eval]'"),
+        ("read-only-json", "cannot write into"),
+        ("existing-json", "exists; pass --overwrite"),
     ],
 )
 def test_errors_are_one_line(
@@ -156,8 +165,12 @@ def test_errors_are_one_line(
     model_file: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     model, folder, sigma = str(model_file), str(data), "25"
+    target = tmp_path / "results.json"
+    calls: list[int] = []
+    monkeypatch.setattr(benchmarks, "evaluate_denoiser", lambda *a, **k: calls.append(1))
     if case == "unknown-model":
         model = "no-such-model"
     elif case == "missing-file":
@@ -172,9 +185,36 @@ def test_errors_are_one_line(
     elif case == "colour":
         colour = create_model("dncnn", channels=3, depth=3, features=8)
         model = str(save_model(colour, tmp_path / "rgb.safetensors"))
+    elif case == "no-eval-extra":
+        monkeypatch.setitem(sys.modules, "skimage.metrics", None)  # import -> ImportError
+    elif case == "bm3d-without-extra":
+        monkeypatch.setitem(sys.modules, "bm3d", None)
+        model = "bm3d"
+    elif case == "read-only-json":
+        monkeypatch.setattr(tempfile, "TemporaryFile", _read_only_filesystem)
+    elif case == "existing-json":
+        target.write_text("keep me")
     argv = ["evaluate", "--model", model, "--sigma", sigma, "--data", folder]
-    assert main(argv) == 2
+    assert main([*argv, "--json", str(target)]) == 2
     assert message in _error_line(capsys)
+    assert calls == []  # refused before any work
+    assert not target.exists() or target.read_text() == "keep me"
+
+
+def _read_only_filesystem(*args: Any, **kwargs: Any) -> Any:
+    raise OSError(errno.EROFS, "Read-only file system")
+
+
+def test_data_name_resolves_under_n3net_data(
+    data: Path, model_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.chdir(data.parent.parent)  # "tiny" is not a folder here
+    monkeypatch.setenv("N3NET_DATA", str(data.parent))
+    assert main(["evaluate", "--model", str(model_file), "--data", "tiny"]) == 0
+    assert f"on {data}," in capsys.readouterr().out
+    monkeypatch.setenv("N3NET_DATA", str(data))
+    assert main(["evaluate", "--model", str(model_file), "--data", "tiny"]) == 2
+    assert "data folder not found: 'tiny' nor in $N3NET_DATA" in _error_line(capsys)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")

@@ -11,11 +11,14 @@ from n3net.models import (
     DnCNNBlock,
     KNNDenoiser,
     N3NetDenoiser,
+    arch_info,
     create_model,
     init_dncnn_,
     list_architectures,
     save_model,
 )
+
+TRAINABLE = [arch for arch in list_architectures() if arch_info(arch).needs_weights]
 
 
 def _n_params(model: nn.Module) -> int:
@@ -23,6 +26,57 @@ def _n_params(model: nn.Module) -> int:
 
 
 @pytest.mark.parametrize("arch", list_architectures())
+def test_every_model_declares_its_geometry(arch: str) -> None:
+    model = create_model(arch)
+    assert isinstance(model.receptive_radius, int) and model.receptive_radius > 0
+    assert model.scale == 1
+    assert model.patch_grid is None or len(model.patch_grid) == 2
+    assert model.memory_per_pixel > 0
+    model.check_size(40, 40)  # large enough for every model
+
+
+@pytest.mark.parametrize(
+    "arch, config",
+    [
+        ("dncnn", dict(depth=4, features=4)),
+        (
+            "n3net",
+            dict(
+                k=2,
+                depth=2,
+                features=4,
+                embed_features=4,
+                embed_depth=2,
+                patch_size=3,
+                stride=2,
+                search_window=3,
+                n_blocks=2,
+            ),
+        ),
+    ],
+    ids=["dncnn", "n3net"],
+)
+def test_receptive_radius_bounds_the_influence(arch: str, config: dict) -> None:
+    """A pixel changes no output farther away than the declared radius (DnCNN: exactly)."""
+    torch.manual_seed(0)
+    model = create_model(arch, **config).eval()
+    radius = model.receptive_radius
+    size = 2 * radius + 21
+    x = torch.rand(1, 1, size, size, dtype=torch.float64)
+    model.double()
+    bumped = x.clone()
+    centre = size // 2
+    bumped[..., centre, centre] += 1.0
+    with torch.no_grad():
+        changed = (model(bumped) - model(x)).abs()[0, 0] > 1e-12
+    rows, cols = torch.nonzero(changed, as_tuple=True)
+    reach = int(max((rows - centre).abs().max(), (cols - centre).abs().max()))
+    assert reach <= radius
+    if arch == "dncnn":
+        assert reach == radius
+
+
+@pytest.mark.parametrize("arch", TRAINABLE)
 def test_forward_backward(arch: str) -> None:
     model = create_model(arch).train()
     x = torch.rand(2, 1, 40, 40)  # 7x7 patch grid: 48 candidates in the 15x15 window

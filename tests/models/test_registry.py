@@ -22,6 +22,7 @@ from n3net.models import (
 )
 
 ARCHS = ["concrete", "dncnn", "knn-dncnn", "knn-noisy", "n3net", "n3net-light"]
+CLASSIC = ["bm3d", "nlm"]
 X = torch.rand(1, 1, 40, 40, generator=torch.Generator().manual_seed(3))
 
 
@@ -32,7 +33,7 @@ def _forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_architectures() -> None:
-    assert list_architectures() == ARCHS
+    assert list_architectures() == sorted(ARCHS + CLASSIC)
 
 
 def test_create_model_records_arch_and_config() -> None:
@@ -160,7 +161,7 @@ def test_shipped_weights_have_cards() -> None:
 def test_the_same_budget_pair_is_shipped() -> None:
     """The training issue's pair loads by name; files stay small; N3Net's card records its
     measured PSNR, and the default for sigma 25 is the better-measured model."""
-    from n3net.denoising import default_model
+    from n3net.inference import default_model
 
     folder = _registry._weights_dir()
     psnr = {}
