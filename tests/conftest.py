@@ -1,4 +1,8 @@
-"""Shared fixtures: devices, dtypes, the shared data folder, seeding, and `@pytest.mark.slow`."""
+"""Shared fixtures: devices, dtypes, the benchmark data folder ($N3NET_DATA), seeding.
+
+Long integration tests carry ``@pytest.mark.slow`` (declared in pyproject.toml). They run by
+default, in CI too; ``python -m pytest -m "not slow"`` leaves them out for a quick local check.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,6 @@ import pytest
 import torch
 
 _DEVICES = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip tests marked slow unless N3NET_SLOW=1."""
-    if os.environ.get("N3NET_SLOW") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow: set N3NET_SLOW=1 to run")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
@@ -38,9 +32,8 @@ def dtype(request: pytest.FixtureRequest) -> torch.dtype:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The shared image sets: $N3NET_DATA, else ../shared/data beside the repository."""
-    default = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    path = Path(os.environ.get("N3NET_DATA") or default)
-    if not path.is_dir():
-        pytest.skip(f"shared data not found at {path}")
-    return path
+    """The benchmark image sets (``set12/``, ...): the folder named by $N3NET_DATA."""
+    value = os.environ.get("N3NET_DATA")
+    if not value or not Path(value).is_dir():
+        pytest.skip("set N3NET_DATA to the folder of the benchmark sets to run this test")
+    return Path(value)
