@@ -8,7 +8,7 @@ Usage::
 Reads the ``n3net evaluate --json`` result files, takes the mean PSNR of the model file on each
 test folder at the file's own sigma, and writes ``src/n3net/models/weights/NAME.safetensors``:
 the same tensors and metadata plus ``<folder>_psnr`` entries (e.g. ``bsd68_psnr``), which
-``n3net models`` lists and ``n3net.denoising.default_model`` ranks by. The result files must
+``n3net models`` lists and ``n3net.inference.default_model`` ranks by. The result files must
 name the model by this very file (or by NAME, for a model already shipped); an existing NAME is
 only replaced with ``--force``. Writes atomically.
 """

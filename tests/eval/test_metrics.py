@@ -12,6 +12,63 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from n3net.eval.metrics import psnr, ssim
 
 
+class TestPsnrOptions:
+    def test_y_channel_hand_values(self) -> None:
+        # grey 0.5 against black: Y differs by (65.481 + 128.553 + 24.966) * 0.5 / 255
+        #   = 219 * 0.5 / 255 = 0.429412 -> PSNR = -20 log10(0.429412) = 7.3423 dB
+        output, target = torch.full((1, 3, 4, 4), 0.5), torch.zeros(1, 3, 4, 4)
+        assert psnr(output, target, y_channel=True) == pytest.approx(7.3425, abs=1e-4)
+        assert psnr(output, target, y_channel=True) == pytest.approx(
+            -20 * math.log10(219 * 0.5 / 255), abs=1e-6
+        )
+        # pure red 1 against black: Y difference 65.481 / 255
+        red = torch.zeros(3, 2, 2)
+        red[0] = 1.0
+        expected = -20 * math.log10(65.481 / 255)
+        assert psnr(red, torch.zeros(3, 2, 2), y_channel=True) == pytest.approx(expected)
+        # numpy (H, W, 3) in 0-255 gives the same number
+        red_hwc = np.zeros((2, 2, 3))
+        red_hwc[..., 0] = 255.0
+        assert psnr(red_hwc, np.zeros((2, 2, 3)), 255.0, y_channel=True) == pytest.approx(expected)
+
+    def test_rgb_to_y_is_matlab_rgb2ycbcr(self) -> None:
+        from n3net.eval.metrics import rgb_to_y
+
+        white, black = np.ones((1, 1, 3)), np.zeros((1, 1, 3))
+        assert rgb_to_y(white, channel_axis=-1).item() * 255 == pytest.approx(235.0)
+        assert rgb_to_y(black, channel_axis=-1).item() * 255 == pytest.approx(16.0)
+        with pytest.raises(ValueError, match="needs 3 channels"):
+            rgb_to_y(np.zeros((2, 2, 1)), channel_axis=-1)
+
+    def test_shave_hand_values(self) -> None:
+        # a 4 x 4 image: the inner 2 x 2 is off by 0.1, the border by 0.5
+        target = torch.zeros(1, 1, 4, 4)
+        output = torch.full((1, 1, 4, 4), 0.5)
+        output[..., 1:3, 1:3] = 0.1
+        assert psnr(output, target, shave=1) == pytest.approx(20.0, abs=1e-6)
+        mse = (12 * 0.25 + 4 * 0.01) / 16
+        assert psnr(output, target) == pytest.approx(10 * math.log10(1 / (mse + 1e-10)))
+        assert psnr(output[0, 0].numpy(), target[0, 0].numpy(), shave=1) == pytest.approx(
+            20.0, abs=1e-6
+        )
+
+    def test_shave_and_y_together(self) -> None:
+        target = np.zeros((4, 4, 3))
+        output = np.full((4, 4, 3), 1.0)
+        output[1:3, 1:3] = 0.5
+        assert psnr(output, target, y_channel=True, shave=1) == pytest.approx(
+            -20 * math.log10(219 * 0.5 / 255)
+        )
+
+    def test_errors(self) -> None:
+        with pytest.raises(ValueError, match="shave must be >= 0"):
+            psnr(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4), shave=-1)
+        with pytest.raises(ValueError, match="leaves nothing"):
+            psnr(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4), shave=2)
+        with pytest.raises(ValueError, match="needs 3 channels"):
+            psnr(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4), y_channel=True)
+
+
 class TestPsnr:
     def test_hand_values(self) -> None:
         target = torch.zeros(1, 1, 2, 2)
