@@ -30,3 +30,12 @@ def test_models_marks_one_default_per_sigma_the_best_measured(capsys) -> None:
         measured = [float(row["bsd68_psnr"]) for row in same if row["bsd68_psnr"] != "?"]
         if measured:
             assert float(defaults[0]["bsd68_psnr"]) == max(measured)
+
+
+def test_models_lists_the_classic_baselines(capsys) -> None:
+    assert main(["models"]) == 0
+    line = [row for row in capsys.readouterr().out.splitlines() if row.startswith("classic")]
+    assert len(line) == 1 and "bm3d, nlm" in line[0] and "n3net[eval]" in line[0]
+    assert main(["models", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["classic"] == ["bm3d", "nlm"] and "bm3d" in data["architectures"]

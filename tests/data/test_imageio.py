@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from n3net.data.imageio import LoadedImage, list_images, read_image, write_image
+from n3net.data.imageio import LoadedImage, image_size, list_images, read_image, write_image
 
 
 def _rng() -> np.random.Generator:
@@ -210,3 +210,34 @@ def test_list_images(tmp_path: Path) -> None:
     assert names == ["a.jpg", "b.PNG", "c.tiff", "e.JPEG", "f.bmp", "g.tif"]
     with pytest.raises(NotADirectoryError):
         list_images(tmp_path / "a.jpg")
+
+
+def test_image_size_reads_the_header_and_orientation(tmp_path: Path) -> None:
+    Image.new("L", (30, 20)).save(tmp_path / "plain.png")
+    assert image_size(tmp_path / "plain.png") == (20, 30)
+    rotated = Image.new("RGB", (30, 20))
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    rotated.save(tmp_path / "rotated.jpg", exif=exif)
+    assert image_size(tmp_path / "rotated.jpg") == (30, 20)
+    assert read_image(tmp_path / "rotated.jpg").data.shape[:2] == (30, 20)
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot read image"):
+        image_size(tmp_path / "broken.png")
+
+
+def test_a_failed_write_leaves_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+
+    def fail(self: Image.Image, *args: object, **kwargs: object) -> None:
+        Path(args[0]).write_bytes(b"half")  # a partial file, then the disk fills up
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", fail)
+    with pytest.raises(OSError, match="No space"):
+        write_image(target, np.zeros((4, 4)), overwrite=True)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temporary file left
