@@ -108,11 +108,14 @@ class TrainConfig:
         batch_size: samples per optimisation step over all processes (split evenly across ranks).
         lr, lr_final: learning rate; denoise decays it exponentially from lr to lr_final over
             the run, lr * (lr_final / lr) ** progress ([code]: 1e-3 to 1e-6 over 50 epochs).
+        lr_hold: share of the run (0 to < 1) at the constant lr before the decay starts; the
+            decay then spans the rest of the run.
         epochs: run length in epochs when neither max_steps nor max_minutes is set.
         max_steps: run length in steps (replaces epochs).
-        max_minutes: wall-clock budget of the training loop (validation and checkpoints
-            included); the lr schedule then follows elapsed time. With max_steps as well, the
-            run ends at whichever comes first and the schedule follows the one nearer its end.
+        max_minutes: time budget of the training steps (validation and checkpoints do not
+            count); the step time measured over steps 10-30 turns it into a step budget, which
+            the run and the lr schedule then follow. With max_steps as well, the run ends at
+            whichever comes first and the schedule follows the one nearer its end.
         weight_decay: L2 decay (Adam's coupled form, as the paper) on conv/linear weights and
             normalisation scales only, never on biases.
         betas: Adam's two moment coefficients.
@@ -135,6 +138,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     lr_final: float = 1e-6
+    lr_hold: float = 0.0
     epochs: int = 50
     max_steps: int | None = None
     max_minutes: float | None = None
@@ -219,6 +223,8 @@ class RunConfig:
         for name, value in non_negative.items():
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
+        if not 0 <= train.lr_hold < 1:
+            raise ValueError(f"train.lr_hold must be in [0, 1), got {train.lr_hold}")
         if len(train.betas) != 2 or not all(0 <= beta < 1 for beta in train.betas):
             raise ValueError(f"train.betas must be two values in [0, 1), got {train.betas}")
         if not data.train_dirs:

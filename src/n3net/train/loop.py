@@ -9,7 +9,9 @@ on schedule and at the end; the run folder gets the final and the best weights, 
 curves and a summary.
 
 The budget is ``train.max_steps``, ``train.max_minutes`` or ``train.epochs`` of the task's
-epoch; ``progress`` is the fraction of it that is spent, which the schedules follow.
+epoch; ``progress`` is the fraction of it that is spent, which the schedules follow. A time
+budget counts training steps only and becomes a step budget once the step time is measured
+(:class:`~n3net.train.state.Budget`).
 
 Nothing here depends on the task: a new task never changes this file.
 """
@@ -285,6 +287,7 @@ class _Steps:
         self.forward = make_forward(trained, run.device, train.amp == "bf16", train.channels_last)
         self.trained = trained
         self.budget = Budget.of(run.config, task.epoch_size)
+        self.budget.load(run.budget_state)
         self.loss_sum = torch.zeros((), device=run.device)
         self.loss_count = self.skipped_in_a_row = 0
         self.lr = train.lr
@@ -292,17 +295,18 @@ class _Steps:
     def run(self, batches: Any) -> None:
         run, train = self.run_state, self.run_state.config.train
         self.clock_start = clock_start = time.perf_counter() - run.elapsed
-        self.synced_elapsed = run.elapsed
+        self.synced_elapsed, self.synced_train_s = run.elapsed, run.train_s
         last_ckpt_time = run.elapsed
         self.window_start, self.window_step = run.elapsed, run.step
         while True:
-            fraction = self.budget.progress(run.step, self.synced_elapsed)
+            fraction = self.budget.progress(run.step, self.synced_train_s)
             if fraction >= 1:
                 break
             at = Progress(run.step, fraction, run.step / self.budget.epoch_steps)
             self.lr = self.optimisation.schedule(at)
             for group in self.optimisation.optimizer.param_groups:
                 group["lr"] = self.lr
+            step_start = time.perf_counter()
             batch, step = next(batches), run.step
             step_loss = train_step(
                 self.trained,
@@ -313,9 +317,13 @@ class _Steps:
             )
             run.step += 1
             self._count(step_loss)
-            run.elapsed = time.perf_counter() - clock_start
+            now = time.perf_counter()
+            run.train_s += now - step_start
+            run.elapsed = now - clock_start
             self._sync_clock()
-            finished = self.budget.progress(run.step, self.synced_elapsed) >= 1
+            self.budget.observe(run.step, self.synced_train_s)
+            run.budget_state = self.budget.state()
+            finished = self.budget.progress(run.step, self.synced_train_s) >= 1
             validate_now = self.task.has_validation and (
                 finished or (train.val_every > 0 and run.step % train.val_every == 0)
             )
@@ -354,11 +362,11 @@ class _Steps:
         """Under DDP every rank follows rank 0's clock (so that all stop at the same step)."""
         run = self.run_state
         if not run.info.distributed:
-            self.synced_elapsed = run.elapsed
+            self.synced_elapsed, self.synced_train_s = run.elapsed, run.train_s
         elif run.step % _SYNC_EVERY == 0:
-            clock = torch.tensor([run.elapsed], dtype=torch.float64, device=run.device)
+            clock = torch.tensor([run.elapsed, run.train_s], dtype=torch.float64, device=run.device)
             torch.distributed.broadcast(clock, src=0)
-            self.synced_elapsed = float(clock.item())
+            self.synced_elapsed, self.synced_train_s = (float(v) for v in clock.tolist())
 
     def _row(self, fraction: float, validate_now: bool) -> None:
         """Reduce the loss window over ranks, validate if due (rank 0), write a log row."""

@@ -23,6 +23,7 @@ __all__ = [
     "ClipGradNorm",
     "ExponentialSchedule",
     "GradientClip",
+    "HoldExponentialSchedule",
     "Optimisation",
     "Progress",
     "Schedule",
@@ -104,6 +105,26 @@ class ExponentialSchedule:
 
     def __call__(self, at: Progress) -> float:
         return lr_at(at.fraction, self.lr, self.lr_final)
+
+
+@dataclass(frozen=True)
+class HoldExponentialSchedule:
+    """Constant ``lr`` for the first ``hold`` of the run, then exponential decay to ``lr_final``.
+
+    ``hold = 0`` is :class:`ExponentialSchedule`, value for value.
+
+    Example:
+        >>> schedule = HoldExponentialSchedule(1e-3, 1e-6, hold=0.5)
+        >>> [f"{schedule(Progress(0, f, 0.0)):.3g}" for f in (0.0, 0.5, 0.75, 1.0)]
+        ['0.001', '0.001', '3.16e-05', '1e-06']
+    """
+
+    lr: float
+    lr_final: float
+    hold: float
+
+    def __call__(self, at: Progress) -> float:
+        return lr_at((at.fraction - self.hold) / (1.0 - self.hold), self.lr, self.lr_final)
 
 
 @dataclass(frozen=True)

@@ -159,14 +159,14 @@ class Task(ABC):
         """The scalar loss of one batch (float32); ``step`` counts the steps done before it."""
 
     def optimisation(self, model: nn.Module) -> Optimisation:
-        """Adam (``train.betas``, decay on weights only) with an exponential lr decay.
+        """Adam (``train.betas``, decay on weights only); lr held ``train.lr_hold``, then decays.
 
         Override it for another optimiser, schedule or a gradient clip (see
         :mod:`n3net.train.optim`).
         """
         import torch
 
-        from n3net.train.optim import ExponentialSchedule, Optimisation, param_groups
+        from n3net.train.optim import HoldExponentialSchedule, Optimisation, param_groups
 
         train = self.config.train
         optimizer = torch.optim.Adam(
@@ -174,7 +174,8 @@ class Task(ABC):
             lr=train.lr,
             betas=(train.betas[0], train.betas[1]),
         )
-        return Optimisation(optimizer, ExponentialSchedule(train.lr, train.lr_final))
+        schedule = HoldExponentialSchedule(train.lr, train.lr_final, train.lr_hold)
+        return Optimisation(optimizer, schedule)
 
     # Validation and records -------------------------------------------------------------------
     @abstractmethod
