@@ -244,3 +244,28 @@ def test_n3net_inference_path_equals_autograd_path() -> None:
         fast = model(x)
     reference = model(x)
     torch.testing.assert_close(fast, reference.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_n3net_authors_init_starts_near_identity() -> None:
+    from n3net.models import create_model
+
+    torch.manual_seed(0)
+    clean = torch.rand(2, 1, 40, 40)
+    noisy = clean + 0.1 * torch.randn(2, 1, 40, 40)
+    losses = {}
+    for init in ("dncnn", "authors"):
+        torch.manual_seed(0)
+        model = create_model("n3net", init=init, depth=3, features=16, search_window=5).train()
+        with torch.no_grad():
+            losses[init] = float(((model(noisy) - clean) ** 2).mean())
+    assert losses["authors"] < 0.2 * losses["dncnn"]
+    model = create_model("n3net", init="authors", features=16)
+    norms = [m for m in model.blocks.modules() if isinstance(m, nn.BatchNorm2d)]
+    scales = torch.cat([m.weight.detach() for m in norms])
+    assert float(scales.min()) >= 0.025 and float(scales.max()) < 0.5
+    for n3 in model.n3:
+        assert 0.0 <= float(n3.logits_bn.weight.detach()) <= 1.0
+    assert model.config["init"] == "authors"
+    assert "init" not in create_model("n3net").config
+    with pytest.raises(ValueError, match="init must be 'dncnn' or 'authors', got 'x'"):
+        create_model("n3net", init="x")

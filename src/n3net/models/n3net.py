@@ -58,6 +58,34 @@ def run_chain(
     return y
 
 
+def init_authors_(model: nn.Module, features: int) -> None:
+    """Initialise an N3Net near the identity, as the authors' training code does.
+
+    DnCNN blocks: conv weights He-normal over the fan-out, biases 0, batch-norm scales
+    ``max(|N(0, 2 / (9 * features))|, 0.025)`` (DnCNN's own rule) and shifts 0, so each block
+    starts close to its residual input. N3 blocks: embedding and temperature CNNs at PyTorch's
+    default init, the logits batch-norm scale drawn from U(0, 1).
+    """
+    std = (2.0 / (9 * features)) ** 0.5
+    for block in model.blocks:
+        for m in block.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                with torch.no_grad():
+                    m.weight.normal_(0.0, std).abs_().clamp_(min=0.025)
+                nn.init.zeros_(m.bias)
+    for n3 in model.n3:
+        for m in n3.modules():
+            if isinstance(m, nn.Conv2d | nn.BatchNorm2d):
+                m.reset_parameters()
+        if n3.logits_bn is not None:
+            nn.init.uniform_(n3.logits_bn.weight, 0.0, 1.0)
+            nn.init.zeros_(n3.logits_bn.bias)
+
+
 class N3NetDenoiser(nn.Module):
     """N3Net denoiser: ``n_blocks`` DnCNN blocks with an N3 block after each but the last.
 
@@ -83,6 +111,8 @@ class N3NetDenoiser(nn.Module):
         temperature_scale: temperature = ``temperature_scale * exp(l)``.
         rule: neighbour rule, ``"continuous"`` (N3), ``"concrete"`` (baseline (v)), ...
         impl: window aggregation implementation (``"auto"``, ``"fast"``, ``"reference"``).
+        init: ``"dncnn"`` (He fan-in everywhere, batch-norm scales 1) or ``"authors"``
+            (:func:`init_authors_`: the network starts near the identity).
 
     Shape:
         x: (B, C, H, W) -> (B, C, H, W). The patch grid must offer at least ``k`` candidates
@@ -113,8 +143,11 @@ class N3NetDenoiser(nn.Module):
         temperature_scale: float = 0.1,
         rule: Literal["continuous", "hard", "stochastic", "concrete"] = "continuous",
         impl: Impl = "auto",
+        init: Literal["dncnn", "authors"] = "dncnn",
     ) -> None:
         super().__init__()
+        if init not in ("dncnn", "authors"):
+            raise ValueError(f"init must be 'dncnn' or 'authors', got {init!r}")
         self.arch = "n3net"
         self.config = dict(
             channels=channels,
@@ -134,6 +167,8 @@ class N3NetDenoiser(nn.Module):
             rule=rule,
             impl=impl,
         )
+        if init != "dncnn":
+            self.config["init"] = init
         self.channels = channels
         self.blocks = dncnn_chain(channels, nl_channels, k, n_blocks, depth, features)
         self.n3 = nn.ModuleList(
@@ -155,7 +190,10 @@ class N3NetDenoiser(nn.Module):
             )
             for _ in range(n_blocks - 1)
         )
-        init_dncnn_(self)
+        if init == "dncnn":
+            init_dncnn_(self)
+        else:
+            init_authors_(self, features)
 
     scale = 1
 
