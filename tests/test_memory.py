@@ -77,6 +77,7 @@ print(min(faults))
 
 
 @pytest.mark.skipif(_libc_function("mallopt") is None, reason="needs glibc")
+@pytest.mark.slow
 def test_retain_freed_memory_avoids_page_faults() -> None:
     def faults(mode: str) -> int:
         return _probe(_PROBE, mode)

@@ -26,6 +26,7 @@ def _doc_id(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs() -> None:
     blocks = _blocks(README.read_text(), "python")
     assert blocks, "README has no python example"

@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "breakdown.py"
 
 
+@pytest.mark.slow
 def test_breakdown_script_runs() -> None:
     cmd = [sys.executable, str(SCRIPT), "--size", "40", "--repeats", "1"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300).stdout

@@ -11,6 +11,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
 
 
 @pytest.mark.parametrize("retain", [False, True])
+@pytest.mark.slow
 def test_speed_script_writes_flat_json(tmp_path: Path, retain: bool) -> None:
     out = tmp_path / "speed.json"
     cmd = [

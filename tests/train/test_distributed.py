@@ -36,6 +36,7 @@ def test_single_process_helpers() -> None:
             resolve_device("cuda", DistInfo())
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(tiny_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     sets = [

@@ -15,6 +15,7 @@ _REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.slow
 def test_recipe_on_cpu(tiny_root: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(tiny_root / "imgs", data / "train")

@@ -41,6 +41,7 @@ def _command(root: Path, out: Path, max_steps: int) -> list[str]:
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+@pytest.mark.slow
 def test_sigkill_then_resume(tiny_root: Path, tmp_path: Path, make_config: Any) -> None:
     out = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
