@@ -13,7 +13,7 @@ Answers "does the network use its neighbours, and how sharply does it pick them?
 
 Usage::
 
-    python scripts/n3_diagnostics.py MODEL_OR_CHECKPOINT --data ../shared/data/bsd68 \
+    python scripts/n3_diagnostics.py MODEL_OR_CHECKPOINT --data "$N3NET_DATA/bsd68" \
         [--images 4] [--sigma 25] [--json out.json]
 
 ``MODEL_OR_CHECKPOINT`` is a model name, a ``.safetensors`` model file, or a training

@@ -2,7 +2,7 @@
 
 Run on the CPU machine, from the repository root:
 
-    python scripts/prepare_gpu_data.py            # reads $N3NET_DATA or ../shared/data
+    python scripts/prepare_gpu_data.py            # reads the benchmark sets under $N3NET_DATA
 
 Writes:
     .gpu/data/train/  the paper's 400 training images (BSDS500 train = bsd200, test =

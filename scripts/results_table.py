@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-# Paper numbers (shared/facts/paper.md): N3Net, Table 3; DnCNN and BM3D as printed in DeamNet.
+# Published numbers: N3Net, the paper's Table 3; DnCNN and BM3D as printed in DeamNet.
 PAPER = {
     ("n3net", "set12"): {25: 30.55, 50: 27.43, 70: 25.90},
     ("n3net", "bsd68"): {25: 29.30, 50: 26.39, 70: 25.14},

@@ -138,7 +138,8 @@ def authors_forward(x: Tensor, sd: dict[str, Tensor], stats: dict | None = None)
 # ---------------------------------------------------------------------------------------------
 
 _BN = ("weight", "bias", "running_mean", "running_var")
-_FACTS = Path(__file__).resolve().parents[3] / "shared" / "facts" / "official_checkpoint_keys.txt"
+# Key, shape and dtype of every tensor in the authors' checkpoints, as listed from their files.
+_FACTS = Path(__file__).resolve().parent / "data" / "official_checkpoint_keys.txt"
 
 
 def authors_key_shapes() -> dict[str, tuple[int, ...]]:
@@ -224,13 +225,12 @@ def test_key_table_matches_the_facts() -> None:
     spec = authors_key_shapes()
     assert len(spec) == 140
     assert official_keys() == spec
-    if _FACTS.is_file():
-        rows = [line.split(" (") for line in _FACTS.read_text().splitlines() if line[:1] != "#"]
-        facts = {
-            name: tuple(int(v) for v in rest.split(")")[0].split(",") if v.strip())
-            for name, rest in rows
-        }
-        assert facts == spec
+    rows = [line.split(" (") for line in _FACTS.read_text().splitlines() if line[:1] != "#"]
+    facts = {
+        name: tuple(int(v) for v in rest.split(")")[0].split(",") if v.strip())
+        for name, rest in rows
+    }
+    assert facts == spec
 
 
 def test_every_tensor_is_mapped(checkpoint: Path, state: dict[str, Tensor]) -> None:

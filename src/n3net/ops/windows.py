@@ -23,7 +23,7 @@ Two implementations of :func:`window_aggregate` agree to rounding:
   on ``stride x stride`` cells instead of whole patches (``_engines._CellEngine``): a patch dot
   product is the sum of ``m * m`` cell dot products on a diagonal of the cell Gram matrix, and the
   fold of the aggregated patches is one product of summed cell weights with the candidates'
-  cells, about ``m * m`` times less arithmetic (``shared/facts/n3_block_cost.md``). The tiling
+  cells, about ``m * m`` times less arithmetic. The tiling
   plan (indices and masks, ``_tiling``) depends only on the geometry and is cached.
 
 The continuous KNN is ill-conditioned where a softmax weight rounds to exactly 1 (``log(1 - w)``
