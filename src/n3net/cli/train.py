@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -135,4 +137,21 @@ def run(args: argparse.Namespace) -> int:
     from n3net.train.loop import train
 
     train(config, resume=args.resume, overwrite=args.overwrite)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        _exit_now()
     return 0
+
+
+def _exit_now() -> NoReturn:
+    """End a torchrun worker without the interpreter's teardown, once all its work is written.
+
+    DistributedDataParallel keeps references to the Gloo process group that are never released,
+    so its worker threads are still alive after ``destroy_process_group``. When the interpreter
+    then tears down, C++ destroys those still-joinable threads and aborts the process ("terminate
+    called without an active exception", SIGABRT), depending on thread timing. Every output is
+    already written and synchronised (the loop ends with a barrier), so skipping the teardown
+    loses nothing.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
