@@ -58,7 +58,7 @@ def test_torchrun_two_processes(tiny_root: Path, tmp_path: Path) -> None:
     for assignment in sets:
         command += ["--set", assignment]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stdout.count("weights in") == 1  # rank 0 alone reports and saves
     # A time budget: rank 0's clock is broadcast so that both ranks stop at the same step; the
