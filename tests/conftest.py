@@ -30,7 +30,7 @@ def dtype(request: pytest.FixtureRequest) -> torch.dtype:
     return request.param
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def shared_data() -> Path:
     """The benchmark image sets (``set12/``, ...): the folder named by $N3NET_DATA."""
     value = os.environ.get("N3NET_DATA")
