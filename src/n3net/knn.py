@@ -91,7 +91,7 @@ def log1mexp(a: Tensor) -> Tensor:
     Example:
         >>> log1mexp(torch.tensor([-1.0, 0.0]))
         tensor([-0.4587,    -inf])
-        >>> log1mexp(torch.tensor([-math.inf])).abs().item()  # log(1 - 0); the sign of zero may vary
+        >>> log1mexp(torch.tensor([-math.inf])).abs().item()  # log(1 - 0), zero of either sign
         0.0
     """
     return _Log1mExp.apply(a)
