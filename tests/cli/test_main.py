@@ -110,3 +110,13 @@ def test_python_dash_m() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"n3net {n3net.__version__}"
+
+
+def test_closed_pipe_is_quiet() -> None:
+    import subprocess
+    import sys
+
+    command = f"{sys.executable} -m n3net models --json | true"  # the reader is gone at once
+    result = subprocess.run(["bash", "-c", "set -o pipefail; " + command], capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

@@ -109,6 +109,10 @@ def main(argv: Sequence[str] | None = None, commands: Sequence[str | Command] | 
     except KeyboardInterrupt:
         print("n3net: interrupted", file=sys.stderr)
         return _EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (`n3net models --json | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the final flush at exit cannot fail again
+        return 1
     except _USER_ERRORS as error:
         if os.environ.get("N3NET_DEBUG") == "1":
             raise
