@@ -295,7 +295,7 @@ class _Steps:
     def run(self, batches: Any) -> None:
         run, train = self.run_state, self.run_state.config.train
         self.clock_start = clock_start = time.perf_counter() - run.elapsed
-        self.synced_elapsed, self.synced_train_s = run.elapsed, run.train_s
+        self.synced_train_s = run.train_s
         last_ckpt_time = run.elapsed
         self.window_start, self.window_step = run.elapsed, run.step
         while True:
@@ -359,14 +359,14 @@ class _Steps:
             )
 
     def _sync_clock(self) -> None:
-        """Under DDP every rank follows rank 0's clock (so that all stop at the same step)."""
+        """Under DDP every rank follows rank 0's training clock (so that all stop at one step)."""
         run = self.run_state
         if not run.info.distributed:
-            self.synced_elapsed, self.synced_train_s = run.elapsed, run.train_s
+            self.synced_train_s = run.train_s
         elif run.step % _SYNC_EVERY == 0:
-            clock = torch.tensor([run.elapsed, run.train_s], dtype=torch.float64, device=run.device)
+            clock = torch.tensor([run.train_s], dtype=torch.float64, device=run.device)
             torch.distributed.broadcast(clock, src=0)
-            self.synced_elapsed, self.synced_train_s = (float(v) for v in clock.tolist())
+            self.synced_train_s = float(clock.item())
 
     def _row(self, fraction: float, validate_now: bool) -> None:
         """Reduce the loss window over ranks, validate if due (rank 0), write a log row."""
