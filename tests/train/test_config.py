@@ -78,6 +78,7 @@ def test_parse_set(assignment: str, expected: dict) -> None:
         (["data.preset=other"], "data.preset must be one of paper, dncnn"),
         (["data.val_dir=/x/bsd68"], "data.val_dir must not be a test set"),
         (["train.betas=[0.9]"], "train.betas must be two values"),
+        (["task.loss_scale=0"], "task.loss_scale must be > 0, got 0"),
         (["data.train_dirs=[]"], "data.train_dirs must name at least one folder"),
     ],
 )
