@@ -18,14 +18,15 @@ from n3net.models import (
     save_model,
 )
 
-TRAINABLE = [arch for arch in list_architectures() if arch_info(arch).needs_weights]
+DENOISERS = [arch for arch in list_architectures() if arch_info(arch).task == "denoise"]
+TRAINABLE = [arch for arch in DENOISERS if arch_info(arch).needs_weights]
 
 
 def _n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("arch", list_architectures())
+@pytest.mark.parametrize("arch", DENOISERS)
 def test_every_model_declares_its_geometry(arch: str) -> None:
     model = create_model(arch)
     assert isinstance(model.receptive_radius, int) and model.receptive_radius > 0
@@ -265,7 +266,8 @@ def test_n3net_authors_init_starts_near_identity() -> None:
     assert float(scales.min()) >= 0.025 and float(scales.max()) < 0.5
     for n3 in model.n3:
         assert 0.0 <= float(n3.logits_bn.weight.detach()) <= 1.0
-    assert model.config["init"] == "authors"
-    assert "init" not in create_model("n3net").config
+    assert "init" not in model.config  # the default
+    assert create_model("n3net", features=16).config == model.config
+    assert create_model("n3net", init="dncnn").config["init"] == "dncnn"
     with pytest.raises(ValueError, match="init must be 'dncnn' or 'authors', got 'x'"):
         create_model("n3net", init="x")

@@ -111,8 +111,10 @@ class N3NetDenoiser(nn.Module):
         temperature_scale: temperature = ``temperature_scale * exp(l)``.
         rule: neighbour rule, ``"continuous"`` (N3), ``"concrete"`` (baseline (v)), ...
         impl: window aggregation implementation (``"auto"``, ``"fast"``, ``"reference"``).
-        init: ``"dncnn"`` (He fan-in everywhere, batch-norm scales 1) or ``"authors"``
-            (:func:`init_authors_`: the network starts near the identity).
+        init: ``"authors"`` (:func:`init_authors_`: the network starts near the identity,
+            and its N3 blocks learn from the first steps) or ``"dncnn"`` (He fan-in
+            everywhere, batch-norm scales 1: a training loss ~300 x the noisy input's at the
+            start, and N3 parameters that Adam leaves nearly frozen for thousands of steps).
 
     Shape:
         x: (B, C, H, W) -> (B, C, H, W). The patch grid must offer at least ``k`` candidates
@@ -143,7 +145,7 @@ class N3NetDenoiser(nn.Module):
         temperature_scale: float = 0.1,
         rule: Literal["continuous", "hard", "stochastic", "concrete"] = "continuous",
         impl: Impl = "auto",
-        init: Literal["dncnn", "authors"] = "dncnn",
+        init: Literal["authors", "dncnn"] = "authors",
     ) -> None:
         super().__init__()
         if init not in ("dncnn", "authors"):
@@ -167,7 +169,7 @@ class N3NetDenoiser(nn.Module):
             rule=rule,
             impl=impl,
         )
-        if init != "dncnn":
+        if init != "authors":
             self.config["init"] = init
         self.channels = channels
         self.blocks = dncnn_chain(channels, nl_channels, k, n_blocks, depth, features)
