@@ -113,6 +113,13 @@ def test_one_file(model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     np.testing.assert_array_equal(written, np.round(expected[..., 0] * 255).astype(np.uint8))
 
 
+def test_one_file_into_a_new_folder(model_file: Path, tmp_path: Path) -> None:
+    source = _grey(tmp_path / "in.png")
+    target = tmp_path / "new" / "sub" / "out.png"
+    assert _run(source, "-o", target, "--model", model_file) == 0
+    assert target.is_file()
+
+
 def test_never_overwrites(model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     source = _grey(tmp_path / "in.png")
     target = tmp_path / "out.png"

@@ -182,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
     apply_memory_policy(args.low_memory, denoiser.device)
     if folder_out:
         output.mkdir(parents=True, exist_ok=True)
+    for folder in dict.fromkeys(target.parent for target in targets):
+        folder.mkdir(parents=True, exist_ok=True)  # -o new/dir/out.png makes new/dir
     pairs = list(zip(files, targets, strict=True))
     for source, target in tqdm(pairs, desc="denoise", unit="img", disable=len(files) < 2):
         image = read_image(source)
