@@ -271,6 +271,9 @@ def test_default_model_comes_from_sigma(
         ("read-only-output", "cannot write into"),
         ("bm3d-without-extra", "pip install 'n3net[eval]'"),
         ("nlm-without-extra", "pip install 'n3net[eval]'"),
+        ("sr-model", "model vdsr is a sr model, not a denoiser"),
+        ("pose-model", "model oracle is a correspondences model, not a denoiser"),
+        ("sr-model-file", "is a sr model, not a denoiser"),
     ],
 )
 def test_errors_are_one_line(
@@ -320,6 +323,10 @@ def test_errors_are_one_line(
         monkeypatch.setitem(sys.modules, "bm3d", None)  # import bm3d -> ImportError
         monkeypatch.setitem(sys.modules, "skimage.restoration", None)
         argv[-1] = case.split("-")[0]
+    elif case in ("sr-model", "pose-model"):
+        argv[-1] = "vdsr" if case == "sr-model" else "oracle"
+    elif case == "sr-model-file":
+        argv[-1] = save_model(create_model("vdsr", depth=3, features=4), tmp_path / "sr.safetensors")
     assert _run(*argv) != 0
     assert message in _error_line(capsys)
     assert not (tmp_path / "out.png").exists()

@@ -44,10 +44,24 @@ def _load(model: ModelSpec, sigma: float | None) -> tuple[nn.Module, str, float 
     if not isinstance(model, str | os.PathLike):
         raise ValueError(f"model must be a name, a file or an nn.Module, got {model!r}")
     name = os.fspath(model)
-    if name in list_architectures() and "sigma" in arch_info(name).conditions:
-        told = DEFAULT_SIGMA if sigma is None else sigma
-        return load_model(name, sigma=told), name, told
-    return load_model(model, device="cpu"), name, None
+    if name in list_architectures():
+        _check_task(name, arch_info(name).task)
+        if "sigma" in arch_info(name).conditions:
+            told = DEFAULT_SIGMA if sigma is None else sigma
+            return load_model(name, sigma=told), name, told
+    module = load_model(model, device="cpu")
+    arch = (getattr(module, "metadata", None) or {}).get("n3net_arch", "")
+    if arch in list_architectures():
+        _check_task(name, arch_info(arch).task)
+    return module, name, None
+
+
+def _check_task(name: str, task: str) -> None:
+    """Refuse a model of another task (a super-resolution or correspondence model)."""
+    if task != "denoise":
+        raise ValueError(
+            f"model {name} is a {task} model, not a denoiser; see `n3net models` for denoisers"
+        )
 
 
 class Denoiser(Restorer):
