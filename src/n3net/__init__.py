@@ -12,6 +12,8 @@ _LAZY = {
     "denoise": "n3net.inference",
     "Denoiser": "n3net.inference",
     "Restorer": "n3net.inference",
+    "upscale": "n3net.inference",
+    "Upscaler": "n3net.inference",
     "load_model": "n3net.models",
     "create_model": "n3net.models",
     "list_pretrained": "n3net.models",

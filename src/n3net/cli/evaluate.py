@@ -54,10 +54,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         metavar="DIR",
         help="image folders; a NAME that is not a folder here means $N3NET_DATA/NAME "
-        "(e.g. set12 bsd68)",
+        "(e.g. set12 bsd68); with --task correspondences 'synthetic' or folders of .npz pairs",
     )
     parser.add_argument(
-        "--seed", type=int, default=1234, help="once-per-folder noise seed (default: 1234)"
+        "--seed",
+        type=int,
+        default=None,
+        help="once-per-folder noise seed (default: 1234); with --task correspondences the "
+        "synthetic split's seed (default: 2, the test split)",
+    )
+    parser.add_argument(
+        "--task",
+        choices=("denoise", "correspondences", "sr"),
+        default="denoise",
+        help="what the models do (default: denoise); correspondences: inlier classification and "
+        "relative pose (docs/correspondences.md), with --data synthetic or folders of .npz pairs; "
+        "sr: super-resolution, Y-channel PSNR/SSIM (docs/super-resolution.md)",
+    )
+    parser.add_argument(
+        "--scale",
+        nargs="+",
+        type=int,
+        metavar="SCALE",
+        help="--task sr: the factors to evaluate, of 2, 3, 4 (default: 2 3 4)",
+    )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=1000,
+        help="--task correspondences: synthetic pairs to draw (default: 1000)",
+    )
+    parser.add_argument(
+        "--points",
+        type=int,
+        default=2000,
+        help="--task correspondences: matches per synthetic pair (default: 2000)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument(
@@ -175,6 +206,16 @@ def _write_json(target: Path, document: dict[str, Any], overwrite: bool) -> None
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate every (model, data, sigma), print tables, optionally write JSON."""
+    if args.task == "correspondences":
+        from n3net.cli._evaluate_correspondences import run as run_correspondences
+
+        return run_correspondences(args)
+    if args.task == "sr":
+        from n3net.cli._evaluate_sr import run as run_sr
+
+        return run_sr(args)
+    if args.seed is None:
+        args.seed = 1234
     import torch
 
     from n3net import __version__

@@ -30,7 +30,15 @@ class Command(Protocol):
 
 
 # Module names under n3net.cli, in the order `n3net --help` lists them.
-_COMMANDS: list[str] = ["info", "models", "import_official", "evaluate", "denoise", "train"]
+_COMMANDS: list[str] = [
+    "info",
+    "models",
+    "import_official",
+    "evaluate",
+    "denoise",
+    "upscale",
+    "train",
+]
 
 # Exceptions from a command's run() that are the user's to fix: one line, exit code 2.
 _USER_ERRORS = (

@@ -44,15 +44,32 @@ def run(args: argparse.Namespace) -> int:
                 "default": name in defaults,
             }
         )
-    classic = [name for name in list_architectures() if not arch_info(name).needs_weights]
+    no_weights = [name for name in list_architectures() if not arch_info(name).needs_weights]
+    pose = [name for name in no_weights if arch_info(name).task == "correspondences"]
+    sr = [name for name in no_weights if arch_info(name).task == "sr"]
+    classic = [name for name in no_weights if name not in pose and name not in sr]
     if args.json:
-        document = {"architectures": list_architectures(), "classic": classic, "pretrained": rows}
+        document = {
+            "architectures": list_architectures(),
+            "classic": classic,
+            "pose_baselines": pose,
+            "sr_baselines": sr,
+            "pretrained": rows,
+        }
         print(json.dumps(document, indent=2))
         return 0
     print("architectures: " + ", ".join(list_architectures()))
     print(
         "classic baselines (no weights; n3net denoise/evaluate --model NAME, need n3net[eval]): "
         + ", ".join(classic)
+    )
+    print(
+        "pose baselines (no weights; n3net evaluate --task correspondences --model NAME; "
+        "ransac, ransac-10k and lmeds need n3net[geometry]): " + ", ".join(pose)
+    )
+    print(
+        "super-resolution baselines (no weights; n3net upscale/evaluate --task sr --model NAME, "
+        "need n3net[sr]): " + ", ".join(sr)
     )
     print("trained weights (n3net denoise --model NAME; model cards in n3net/models/weights/):")
     if not rows:

@@ -53,7 +53,10 @@ class ArchInfo:
 
     Attributes:
         name: the registry name.
-        task: what it restores, ``"denoise"`` for every model so far.
+        task: what it restores: ``"denoise"``, or ``"sr"`` (super-resolution: the network
+            reads the bicubic-upsampled luminance and returns it restored, at the same size), or
+            ``"correspondences"`` (inlier logits of sets of matches, (B, N, 4) -> (B, N); the
+            pose baselines give their own pose too, see :mod:`n3net.models.geometric`).
         needs_weights: False for methods that run without trained weights (the classic
             baselines): :func:`load_model` then builds them from their name.
         conditions: constructor arguments the user's request sets, e.g. ``("sigma",)`` for a

@@ -1,4 +1,4 @@
-"""Classic Gaussian denoisers (BM3D, non-local means) as models of the registry.
+"""Classic methods as models of the registry: BM3D, non-local means, bicubic interpolation.
 
 ``create_model("bm3d", sigma=25)`` / ``load_model("bm3d", sigma=25)`` (and ``"nlm"``) give an
 ``nn.Module`` with the interface of every other denoiser: noisy (B, C, H, W) in [0, 1] (not
@@ -7,6 +7,7 @@ scale) is a constructor argument (the registry's ``conditions``). Every (H, W) p
 on its own in float64 on the CPU; the result comes back in the input's dtype and device.
 ``bm3d`` and ``scikit-image`` come with ``pip install 'n3net[eval]'``; building a model without
 them raises :class:`~n3net._checks.MissingExtraError` before any work.
+``bicubic`` is the super-resolution baseline (task ``"sr"``, no weights, no conditions).
 
 Axis legend: ``B`` batch, ``C`` channels, ``H, W`` image size.
 """
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 from n3net._checks import check_sigma, require_extra
 from n3net.models._registry import register_model
 
-__all__ = ["BM3D", "NLM", "ClassicDenoiser"]
+__all__ = ["BM3D", "NLM", "BicubicInterpolation", "ClassicDenoiser"]
 
 # Non-local means settings of scikit-image's documentation example ("Non-local means denoising
 # for preserving textures"), with the known noise level in place of its estimate.
@@ -133,3 +134,41 @@ def bm3d(**config: object) -> BM3D:
 def nlm(**config: object) -> NLM:
     """Non-local means (Buades et al. 2005) as scikit-image implements it."""
     return NLM(**config)
+
+
+class BicubicInterpolation(nn.Module):
+    """Bicubic interpolation as a super-resolution model (task ``"sr"``): the baseline row.
+
+    A super-resolution model reads the bicubic-upsampled luminance and returns its estimate at
+    the same size (see :mod:`n3net.models.vdsr`); :class:`n3net.inference.Upscaler` does the
+    bicubic upscaling itself, so this model returns its input unchanged.
+
+    Shape:
+        x: (B, C, H, W) -> (B, C, H, W).
+
+    Example:
+        >>> x = torch.rand(1, 1, 4, 4)
+        >>> torch.equal(BicubicInterpolation()(x), x)
+        True
+    """
+
+    receptive_radius = 0
+    patch_grid = None
+    scale = 1
+    memory_per_pixel = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config: dict[str, object] = {}
+
+    def check_size(self, height: int, width: int) -> None:
+        """Every non-empty image works."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+@register_model("bicubic", task="sr", needs_weights=False)
+def bicubic(**config: object) -> BicubicInterpolation:
+    """Bicubic interpolation (MATLAB's ``imresize``), the super-resolution baseline."""
+    return BicubicInterpolation(**config)

@@ -139,8 +139,15 @@ class _Plan:
     union_cells: Tensor  # (TR, TC, U') flat cell index of the candidates' cells
 
 
-@functools.lru_cache(maxsize=4)
 def _plan(n1: int, n2: int, window: int, tile: int, m: int, device: torch.device) -> _Plan:
+    # Built outside inference mode: a cached plan made by an inference pass must still serve
+    # a later pass that autograd records (inference tensors cannot be saved for backward).
+    with torch.inference_mode(False):
+        return _build_plan(n1, n2, window, tile, m, device)
+
+
+@functools.lru_cache(maxsize=4)
+def _build_plan(n1: int, n2: int, window: int, tile: int, m: int, device: torch.device) -> _Plan:
     rows = _axis_tiles(n1, window, tile, m, device)
     cols = _axis_tiles(n2, window, tile, m, device)
     query, union, valid, for_weights, query_cells, union_cells = ([] for _ in range(6))

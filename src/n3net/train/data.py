@@ -89,16 +89,22 @@ class ImageBank:
         return self.images[index, :height, :width].float().div(255)[None, None]
 
 
-def load_bank(files: Sequence[Path], min_size: int = 1) -> ImageBank:
+def load_bank(
+    files: Sequence[Path],
+    min_size: int = 1,
+    read: Callable[[Path], Tensor] = load_gray_protocol,
+) -> ImageBank:
     """Read images with the evaluation protocol's grey conversion into an :class:`ImageBank`.
 
     Args:
         files: image files.
         min_size: smallest allowed height and width (the crop size).
+        read: reads one file as a (1, 1, H, W) float image in [0, 1], rounded to 8 bits here
+            (the denoising protocol's grey by default; super-resolution reads the luminance).
     """
     arrays = []
     for path in files:
-        array = (load_gray_protocol(path)[0, 0] * 255).round().to(torch.uint8)  # exact: k / 255
+        array = (read(path)[0, 0] * 255).round().to(torch.uint8)  # exact for k / 255 values
         if min(array.shape) < min_size:
             height, width = array.shape
             raise ValueError(f"image {path} is {width}x{height}, smaller than crop_size {min_size}")

@@ -21,12 +21,14 @@ from torch import nn
 
 __all__ = [
     "ClipGradNorm",
+    "ClipGradByLr",
     "ExponentialSchedule",
     "GradientClip",
     "HoldExponentialSchedule",
     "Optimisation",
     "Progress",
     "Schedule",
+    "StepFractionSchedule",
     "StepSchedule",
     "lr_at",
     "param_groups",
@@ -145,6 +147,28 @@ class StepSchedule:
         return self.lr * self.gamma ** int(at.epoch // self.every_epochs)
 
 
+@dataclass(frozen=True)
+class StepFractionSchedule:
+    """``lr · gamma ** floor(fraction / every)``: step decay over the run's budget.
+
+    :class:`StepSchedule` counts epochs; this counts the spent share of the budget, so a run
+    of any length (steps, minutes or epochs) gets the same shape: ``every = 0.25`` is the paper's
+    super-resolution schedule, lr ÷ 10 every 20 of its 80 epochs.
+
+    Example:
+        >>> schedule = StepFractionSchedule(0.1, every=0.25)
+        >>> [f"{schedule(Progress(0, f, 0.0)):.3g}" for f in (0.0, 0.24, 0.25, 0.8)]
+        ['0.1', '0.1', '0.01', '0.0001']
+    """
+
+    lr: float
+    every: float
+    gamma: float = 0.1
+
+    def __call__(self, at: Progress) -> float:
+        return self.lr * self.gamma ** int(at.fraction // self.every)
+
+
 class GradientClip(Protocol):
     """Change the gradients in place after the backward pass (it may depend on the lr)."""
 
@@ -167,6 +191,38 @@ class ClipGradNorm:
 
     def __call__(self, parameters: Sequence[nn.Parameter], lr: float) -> None:
         torch.nn.utils.clip_grad_norm_(parameters, self.max_norm)
+
+
+@dataclass(frozen=True)
+class ClipGradByLr:
+    """VDSR's adjustable gradient clip: a bound of ``theta / lr``, so steps stay below ``theta``.
+
+    With ``norm`` (default) the gradients are rescaled so that their global 2-norm is at most
+    ``theta / lr``: no plain SGD step is longer than ``theta``. Without it every element is
+    clipped to ``[-theta / lr, theta / lr]``, the form VDSR's paper states: no weight moves by
+    more than ``theta``. Either lets VDSR train at a high initial lr (0.1).
+
+    Example:
+        >>> weight = nn.Parameter(torch.zeros(2))
+        >>> weight.grad = torch.tensor([3.0, -0.05])
+        >>> ClipGradByLr(0.01, norm=False)([weight], lr=0.1)
+        >>> [round(v, 3) for v in weight.grad.tolist()]
+        [0.1, -0.05]
+        >>> weight.grad = torch.tensor([3.0, 4.0])
+        >>> ClipGradByLr(0.1)([weight], lr=0.1)
+        >>> [round(v, 3) for v in weight.grad.tolist()]
+        [0.6, 0.8]
+    """
+
+    theta: float
+    norm: bool = True
+
+    def __call__(self, parameters: Sequence[nn.Parameter], lr: float) -> None:
+        bound = self.theta / max(lr, 1e-12)
+        if self.norm:
+            torch.nn.utils.clip_grad_norm_(parameters, bound)
+        else:
+            torch.nn.utils.clip_grad_value_(parameters, bound)
 
 
 @dataclass

@@ -66,7 +66,7 @@ __all__ = [
 
 DEFAULT_TASK = "denoise"
 # Modules that register the built-in tasks; imported on first look-up.
-BUILTIN_TASKS = ("n3net.train.denoise",)
+BUILTIN_TASKS = ("n3net.train.denoise", "n3net.train.correspondences", "n3net.train.sr")
 
 _REGISTRY: dict[str, type[Task]] = {}
 _T = TypeVar("_T", bound="type[Task]")

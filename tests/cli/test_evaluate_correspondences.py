@@ -1,0 +1,102 @@
+"""`n3net evaluate --task correspondences`: tables, JSON, model files, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from n3net.cli.main import main
+from n3net.data.correspondences import synthetic_pair
+from n3net.data.synthetic import SyntheticConfig
+from n3net.models import create_model, save_model
+
+SYNTH = ["--data", "synthetic", "--seed", "1000", "--pairs", "3", "--points", "64"]
+
+
+def _evaluate(*args: str) -> int:
+    return main(["evaluate", "--task", "correspondences", *args])
+
+
+def test_baselines_on_synthetic_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "r.json"
+    assert _evaluate("--model", "oracle", "eight-point", *SYNTH, "--json", str(target)) == 0
+    out = capsys.readouterr().out
+    assert "oracle" in out and "mAP20" in out and "hard" in out
+    document = json.loads(target.read_text())
+    assert document["settings"]["task"] == "correspondences"
+    assert document["settings"]["seed"] == 1000 and document["settings"]["pairs"] == 3
+    results = document["results"]
+    assert [(r["model"], r["data"]) for r in results] == [
+        ("oracle", "synthetic"), ("eight-point", "synthetic"),
+    ]  # fmt: skip
+    summary = results[0]["summary"]
+    assert {"map5", "map10", "map20", "precision", "recall", "f1"} <= set(summary)
+    assert summary["f1"] == 1.0 and summary["n_pairs"] == 3
+    assert set(results[0]["tiers"]) == {"easy", "medium", "hard"} and len(results[0]["rows"]) == 3
+    assert _evaluate("--model", "oracle", *SYNTH, "--json", str(target)) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+
+
+def test_trained_model_files_and_npz_folders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    k = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    for index in range(2):
+        pair = synthetic_pair(5, index, SyntheticConfig(num_points=40 + 10 * index))
+        x1, x2 = pair["xs"][:, :2] * 500 + [320, 240], pair["xs"][:, 2:] * 500 + [320, 240]
+        np.savez(folder / f"p{index}.npz", x1=x1, x2=x2, K1=k, K2=k, R=pair["R"], t=pair["t"])
+    run = tmp_path / "run"
+    run.mkdir()
+    save_model(create_model("cnnet", channels=8, depth=2), run / "model.safetensors")
+    target = tmp_path / "r.json"
+    argv = ["--model", str(run), str(run / "model.safetensors"), "--data", str(folder)]
+    assert _evaluate(*argv, "--json", str(target)) == 0
+    results = json.loads(target.read_text())["results"]
+    assert len(results) == 2 and results[0]["data"] == str(folder)
+    assert [row["pair"] for row in results[0]["rows"]] == ["p0.npz", "p1.npz"]
+    assert results[0]["summary"] == results[1]["summary"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (SYNTH, "--task correspondences needs --model"),
+        (["--model", "oracle", *SYNTH[:-4], "--pairs", "0"], "--pairs must be >= 1, got 0"),
+        (["--model", "oracle", *SYNTH[:-2], "--points", "3"], "--points must be >= 8, got 3"),
+        (["--model", "no-such-model", *SYNTH], "unknown model 'no-such-model'"),
+        (["--model", "bm3d", *SYNTH], "model bm3d is a denoise model, not a correspondences one"),
+        (["--model", "cnnet", *SYNTH], "architecture 'cnnet' has no trained weights"),
+        (["--model", "oracle", "--data", "no/such/folder"], "data folder not found"),
+    ],
+    ids=["no-model", "pairs", "points", "unknown", "denoiser", "untrained", "no-data"],
+)
+def test_bad_inputs_are_one_line_errors(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _evaluate(*args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_errors_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _evaluate("--model", str(empty), *SYNTH) == 2
+    assert "has no model.safetensors" in capsys.readouterr().err
+    assert _evaluate("--model", "oracle", "--data", str(empty)) == 2
+    assert "no .npz pair files" in capsys.readouterr().err
+
+
+def test_missing_opencv(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    assert _evaluate("--model", "oracle", "ransac", *SYNTH) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'n3net[geometry]'" in err and err.count("\n") == 1

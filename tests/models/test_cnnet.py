@@ -1,0 +1,152 @@
+"""CNNet and CNNet + N3: parameter counts, padding invariance, gradients, model files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from n3net.models import CNNet, arch_info, create_model, load_model, save_model
+from n3net.models.cnnet import MaskedBatchNorm, SetN3Layer, context_norm
+
+TINY = dict(channels=16, depth=4, embed_features=8, embed_channels=4)
+
+
+def _tiny(arch: str) -> torch.nn.Module:
+    """A small model of the architecture (the N3 layer after block 2 of 4)."""
+    extra = {"n3_block": 2} if arch == "cnnet-n3" else {}
+    return create_model(arch, **TINY, **extra)
+
+
+def _n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("arch, count", [("cnnet", 397_057), ("cnnet-n3", 498_885)])
+def test_registered_with_the_original_parameter_counts(arch: str, count: int) -> None:
+    assert arch_info(arch).task == "correspondences" and arch_info(arch).needs_weights
+    model = create_model(arch)
+    assert _n_params(model) == count
+    if arch == "cnnet-n3":
+        assert _n_params(model.n3.embedding) == 67_296
+        assert _n_params(model.n3.temperature) == 58_244
+        assert _n_params(model.blocks[5]) == 9_312  # block 6 narrowed to 32 channels
+
+
+def test_authors_init_std() -> None:
+    torch.manual_seed(0)
+    model = CNNet()
+    weight = model.blocks[0].linear1.weight
+    assert weight.std().item() == pytest.approx(2 / 128 * 0.88, rel=0.05)  # truncated at 2 std
+    assert weight.abs().max() <= 2 * 2 / 128 + 1e-7 and model.blocks[0].linear1.bias.eq(0).all()
+
+
+def _pairs(sizes: list[int], seed: int = 0) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(1, n, 4, generator=gen) * 0.3 for n in sizes]
+
+
+def _padded(pairs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    longest = max(p.shape[1] for p in pairs)
+    xs = torch.zeros(len(pairs), longest, 4, dtype=pairs[0].dtype)
+    mask = torch.zeros(len(pairs), longest, dtype=torch.bool)
+    for row, p in enumerate(pairs):
+        xs[row, : p.shape[1]], mask[row, : p.shape[1]] = p[0], True
+    xs[~mask] = 7.0  # padding values must not matter
+    return xs, mask
+
+
+@pytest.mark.parametrize("arch", ["cnnet", "cnnet-n3"])
+def test_padded_batch_gives_each_pairs_own_logits(arch: str) -> None:
+    torch.manual_seed(1)
+    model = _tiny(arch).double()
+    with torch.no_grad():  # some training so the running statistics are not the identity
+        for _ in range(3):
+            model(torch.randn(2, 20, 4, dtype=torch.float64) * 0.3)
+    model.eval()
+    pairs = [p.double() for p in _pairs([13, 30, 21])]
+    xs, mask = _padded(pairs)
+    with torch.no_grad():
+        together = model(xs, mask)
+        for row, pair in enumerate(pairs):
+            alone = model(pair)[0]
+            n = pair.shape[1]
+            assert torch.allclose(together[row, :n], alone, atol=1e-10), row
+            assert together[row, n:].eq(0).all()
+
+
+def test_training_mode_statistics_ignore_padding() -> None:
+    bn = MaskedBatchNorm(3)
+    x = torch.randn(2, 10, 3)
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[1, 6:] = False
+    padded = x.clone()
+    padded[~mask] = 100.0
+    out = bn(padded, mask)
+    real = x[mask]  # (16, 3)
+    expected = (real - real.mean(0)) / torch.sqrt(real.var(0, unbiased=False) + 1e-3)
+    assert torch.allclose(out[mask], expected, atol=1e-5)
+    assert torch.allclose(bn.running_mean, 0.01 * real.mean(0), atol=1e-6)
+    assert torch.allclose(bn.running_var, 0.99 + 0.01 * real.var(0), atol=1e-6)
+
+
+def test_context_norm_with_mask_equals_each_pair_alone() -> None:
+    x = torch.randn(2, 8, 5)
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    mask[0, 5:] = False
+    out = context_norm(x, mask)
+    assert torch.allclose(out[0, :5], context_norm(x[:1, :5])[0], atol=1e-6)
+    assert torch.allclose(out[1], context_norm(x[1:])[0], atol=1e-6)
+    assert out[0, 5:].eq(0).all()
+
+
+def test_n3_layer_neighbours_exclude_self_and_padding() -> None:
+    torch.manual_seed(0)
+    layer = SetN3Layer(4, k=2, features=8, embed_channels=3)
+    x = torch.randn(1, 6, 4)
+    mask = torch.tensor([[True, True, True, True, False, False]])
+    out = layer(x, mask)
+    assert out.shape == (1, 6, 12) and out[0, 4:].eq(0).all()
+    x2 = x.clone()
+    x2[0, 4:] = 50.0
+    assert torch.allclose(layer(x2, mask), out)  # padding never becomes a neighbour
+    assert torch.allclose(out[:, :4], layer(x[:, :4])[:, :4], atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["cnnet", "cnnet-n3"])
+def test_backward_reaches_every_parameter(arch: str) -> None:
+    model = _tiny(arch)
+    xs, mask = _padded(_pairs([12, 9]))
+    logits = model(xs, mask)
+    assert logits.shape == (2, 12) and torch.isfinite(logits).all()
+    logits.square().sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_input_checks() -> None:
+    model = CNNet(**{k: v for k, v in TINY.items() if k == "channels"}, depth=2)
+    with pytest.raises(ValueError, match=r"xs must be \(B, N, 4\), got \(2, 5\)"):
+        model(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="mask must be a bool tensor"):
+        model(torch.zeros(2, 5, 4), torch.ones(2, 5))
+    with pytest.raises(ValueError, match=r"n3_block must be in \[1, depth\)"):
+        CNNet(depth=4, n3_block=4)
+    with pytest.raises(ValueError, match="channels must be divisible by k"):
+        CNNet(channels=18, n3_block=2, k=3)
+    with pytest.raises(ValueError, match="init must be"):
+        CNNet(init="xavier")
+
+
+def test_model_file_round_trip(tmp_path: Path) -> None:
+    model = _tiny("cnnet-n3")
+    with torch.no_grad():
+        model(torch.randn(1, 16, 4))  # move the running statistics
+    path = save_model(model, tmp_path / "m.safetensors", {"task": "correspondences"})
+    loaded = load_model(path)
+    assert loaded.arch == "cnnet-n3" and loaded.n3_block == 2
+    xs = torch.randn(1, 16, 4)
+    with torch.no_grad():
+        assert torch.equal(loaded(xs), model.eval()(xs))
