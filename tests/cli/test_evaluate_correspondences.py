@@ -100,3 +100,64 @@ def test_missing_opencv(
     assert _evaluate("--model", "oracle", "ransac", *SYNTH) == 2
     err = capsys.readouterr().err
     assert "pip install 'n3net[geometry]'" in err and err.count("\n") == 1
+
+
+def test_ransac_on_predicted_inliers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("cv2")
+    run = tmp_path / "run"
+    run.mkdir()
+    save_model(create_model("cnnet", channels=8, depth=2), run / "model.safetensors")
+    target = tmp_path / "r.json"
+    argv = ["--model", str(run), "oracle", "--ransac-on-predicted", *SYNTH, "--json", str(target)]
+    assert _evaluate(*argv) == 0
+    assert f"{run}+ransac" in capsys.readouterr().out
+    results = json.loads(target.read_text())["results"]
+    assert [r["model"] for r in results] == [str(run), f"{run}+ransac", "oracle"]
+    assert "RANSAC" in json.loads(target.read_text())["settings"]["protocol"]
+    # The suffix alone gives the same numbers.
+    again = tmp_path / "again.json"
+    assert _evaluate("--model", f"{run}+ransac", *SYNTH, "--json", str(again)) == 0
+    assert json.loads(again.read_text())["results"][0]["summary"] == results[1]["summary"]
+
+
+def test_ransac_suffix_errors(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _evaluate("--model", "oracle+ransac", *SYNTH) == 2
+    err = capsys.readouterr().err
+    assert "+ransac follows a learned model, not the baseline oracle" in err
+    assert err.count("\n") == 1
+    run = tmp_path / "run"
+    run.mkdir()
+    save_model(create_model("cnnet", channels=8, depth=2), run / "model.safetensors")
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    assert _evaluate("--model", str(run), "--ransac-on-predicted", *SYNTH) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'n3net[geometry]'" in err and err.count("\n") == 1
+
+
+def test_ransac_variant_reuses_the_logits() -> None:
+    import torch
+
+    from n3net.cli._evaluate_correspondences import _share_forward
+    from n3net.models.geometric import PredictedRansac
+
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, xs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+            calls.append(1)
+            return xs[..., 0]
+
+    net = Counting()
+    models = {"run": net, "run+ransac": PredictedRansac(net), "oracle": object()}
+    memos = _share_forward(models)
+    assert len(memos) == 1 and models["run+ransac"].model is models["run"]
+    xs = torch.randn(2, 16, 4)
+    first = models["run"](xs, None)
+    assert torch.equal(models["run"](xs.clone(), None), first) and len(calls) == 1
+    models["run"](torch.randn(2, 16, 4), None)
+    assert len(calls) == 2
+    memos[0].clear()
+    models["run"](xs, None)
+    assert len(calls) == 3

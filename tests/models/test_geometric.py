@@ -12,7 +12,7 @@ from n3net._checks import MissingExtraError
 from n3net.data.correspondences import collate_pairs, synthetic_pairs
 from n3net.data.synthetic import SyntheticConfig
 from n3net.models import arch_info, load_model
-from n3net.models.geometric import PoseEstimate
+from n3net.models.geometric import PoseEstimate, PredictedRansac
 
 BASELINES = ["eight-point", "ransac", "ransac-10k", "lmeds", "oracle"]
 EASY = SyntheticConfig(num_points=500, inlier_ratio=(0.3, 0.5))
@@ -83,3 +83,41 @@ def test_missing_opencv_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> 
         MissingExtraError, match=r"needs the 'cv2' package: pip install 'n3net\[geometry\]'"
     ):
         load_model("ransac").estimate(torch.randn(1, 10, 4))
+
+
+class _Fixed(torch.nn.Module):
+    """A stand-in for a learned model: the given logits, whatever the input."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, xs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.logits
+
+
+def test_ransac_on_predicted_inliers() -> None:
+    pytest.importorskip("cv2")
+    pairs = synthetic_pairs(1000, 3, SyntheticConfig(num_points=500, inlier_ratio=(0.05, 0.1)))
+    batch = collate_pairs(pairs)
+    truth = batch["labels"].float() * 2 - 1
+    # Predicting every match: the plain RANSAC baseline, bit for bit.
+    everything = PredictedRansac(_Fixed(torch.ones_like(truth))).estimate(
+        batch["xs"], batch["mask"]
+    )
+    plain = load_model("ransac").estimate(batch["xs"], batch["mask"])
+    for got, expected in zip(everything, plain, strict=True):
+        assert torch.equal(got, expected)
+    # Predicting the true inliers: RANSAC keeps a subset of them and finds the pose.
+    clean = PredictedRansac(_Fixed(truth)).estimate(batch["xs"], batch["mask"])
+    assert clean.success.all()
+    assert not ((clean.logits > 0) & (truth < 0)).any()
+    assert geometry.pose_map(_errors(clean, batch))[20] > 0.9
+    assert (
+        geometry.pose_map(_errors(clean, batch))[20] > geometry.pose_map(_errors(plain, batch))[20]
+    )
+    # Fewer than 5 predicted inliers is a failure.
+    few = torch.full_like(truth, -1.0)
+    few[:, :4] = 1
+    failed = PredictedRansac(_Fixed(few)).estimate(batch["xs"], batch["mask"])
+    assert not failed.success.any() and (failed.logits < 0).all()

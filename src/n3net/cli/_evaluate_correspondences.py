@@ -2,7 +2,9 @@
 
 Models: the pose baselines (``eight-point``, ``ransac``, ``ransac-10k``, ``lmeds``,
 ``oracle``), trained names, ``.safetensors`` model files or training run folders (their
-``model.safetensors``). Data: ``synthetic`` (``--seed`` split, ``--pairs`` pairs of ``--points``
+``model.safetensors``); a learned model's name ending in ``+ransac`` (or every learned model
+with ``--ransac-on-predicted``) is scored as "ours + RANSAC": OpenCV RANSAC on the matches it
+predicts as inliers. Data: ``synthetic`` (``--seed`` split, ``--pairs`` pairs of ``--points``
 matches) or folders of ``.npz`` pairs (see docs/correspondences.md). Every argument is checked
 before any work starts.
 """
@@ -13,16 +15,21 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from n3net.cli._errors import CliError
 
 SYNTHETIC = "synthetic"
+RANSAC_SUFFIX = "+ransac"  # a learned model, then OpenCV RANSAC on its predicted inliers
 _DEFAULT_SEED = 2  # the synthetic test split
 _BATCH = 8
 _PROTOCOL = (
     "per pair: logit > 0 predicts an inlier (labels: symmetric epipolar distance < 1e-4 under "
     "the true pose); precision, recall, F1 per pair, averaged; pose: learned models by the "
     "weighted eight-point algorithm with weights relu(tanh(logit)) and the cheirality check on "
-    "the top 10 % of matches by logit, baselines by their own estimate; errors in degrees "
+    "the top 10 % of matches by logit, baselines by their own estimate, NAME+ransac by OpenCV "
+    "RANSAC (threshold 0.001, confidence 0.999, 1000 iterations) on the matches NAME predicts "
+    "as inliers (its precision, recall, F1: of the matches RANSAC keeps); errors in degrees "
     "(failures 180 and 90); mAP@t = mean over k < t/5 of the share of pairs with max(err_q, "
     "err_t) < 5(k+1); tiers by the share of true matches: hard < 0.12 <= medium < 0.3 <= easy"
 )
@@ -39,10 +46,34 @@ def _model_file(name: str) -> str:
     return name
 
 
+def _is_learned(name: str) -> bool:
+    """Whether a model name stands for trained weights (not a pose baseline)."""
+    from n3net.models import arch_info, list_architectures
+
+    return not (name in list_architectures() and not arch_info(name).needs_weights)
+
+
+def _with_ransac(name: str) -> list[str]:
+    """A learned model's name and its ``+ransac`` variant; any other name alone."""
+    if _is_learned(name) and not name.endswith(RANSAC_SUFFIX):
+        return [name, name + RANSAC_SUFFIX]
+    return [name]
+
+
 def _load(name: str, device: str) -> Any:
     """Load one model, refusing models of another task (one line, before any work)."""
     from n3net.models import arch_info, list_architectures, load_model
 
+    if name.endswith(RANSAC_SUFFIX) and not Path(name).exists():
+        base = name[: -len(RANSAC_SUFFIX)]
+        if not _is_learned(base):
+            raise CliError(f"{RANSAC_SUFFIX} follows a learned model, not the baseline {base}")
+        from n3net._checks import require_extra
+        from n3net.models.geometric import PredictedRansac
+
+        learned = _load(base, device)
+        require_extra("cv2", f"{name} (RANSAC on the predicted inliers)", extra="geometry")
+        return PredictedRansac(learned)
     if name in list_architectures() and not arch_info(name).needs_weights:
         if arch_info(name).task != "correspondences":
             raise CliError(
@@ -60,6 +91,46 @@ def _load(name: str, device: str) -> Any:
 
         require_extra("cv2", f"the {name} baseline", extra="geometry")
     return model
+
+
+class _Memo(torch.nn.Module):
+    """A learned model that remembers its logits per batch, so that NAME and NAME+ransac of one
+    call run the network once per batch (keyed by the batch's bytes)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.metadata = getattr(model, "metadata", {})
+        self.logits: dict[bytes, torch.Tensor] = {}
+
+    def clear(self) -> None:
+        self.logits.clear()
+
+    def forward(self, xs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        import hashlib
+
+        digest = hashlib.sha256(xs.detach().cpu().numpy().tobytes())
+        if mask is not None:
+            digest.update(mask.detach().cpu().numpy().tobytes())
+        key = digest.digest()
+        if key not in self.logits:
+            self.logits[key] = self.model(xs, mask)
+        return self.logits[key]
+
+
+def _share_forward(models: dict[str, Any]) -> list[_Memo]:
+    """Let every NAME+ransac reuse the logits of NAME when both are evaluated."""
+    from n3net.models.geometric import PredictedRansac
+
+    memos = []
+    for name, model in models.items():
+        base = name[: -len(RANSAC_SUFFIX)]
+        if isinstance(model, PredictedRansac) and base in models:
+            if not isinstance(models[base], _Memo):
+                models[base] = _Memo(models[base])
+                memos.append(models[base])
+            model.model = models[base]
+    return memos
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -140,11 +211,16 @@ def run(args: argparse.Namespace) -> int:
 
         check_writable(target.parent)
     names = _unique(args.model)
+    if args.ransac_on_predicted:
+        names = _unique([variant for name in names for variant in _with_ransac(name)])
     models = {name: _load(name, args.device) for name in names}
+    memos = _share_forward(models)
 
     results: list[dict[str, Any]] = []
     for source in sources:
         pairs = _pairs(source, args)
+        for memo in memos:
+            memo.clear()
         for name, model in models.items():
             result = evaluate_correspondences(
                 model, pairs, batch_size=_BATCH, device=args.device, progress=True,

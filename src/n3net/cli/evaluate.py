@@ -90,6 +90,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=2000,
         help="--task correspondences: matches per synthetic pair (default: 2000)",
     )
+    parser.add_argument(
+        "--ransac-on-predicted",
+        action="store_true",
+        help="--task correspondences: also score every learned model as NAME+ransac, OpenCV "
+        "RANSAC on the matches it predicts as inliers (a model name may also end in +ransac)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument(
         "--device",

@@ -103,11 +103,20 @@ def _episym(x1: np.ndarray, x2: np.ndarray, essential: np.ndarray) -> np.ndarray
     h1 = np.concatenate([x1, np.ones_like(x1[:, :1])], 1)
     h2 = np.concatenate([x2, np.ones_like(x2[:, :1])], 1)
     line2, line1 = h1 @ essential.T, h2 @ essential
-    residual = (h2 * line2).sum(1)
+    # Sums over the short axis spelled out: the same additions in the same order, far faster
+    # than a reduction along an axis of length 2 or 3.
+    product = h2 * line2
+    residual = product[:, 0] + product[:, 1] + product[:, 2]
     tiny = np.finfo(np.float64).tiny
-    norm2 = np.maximum((line2[:, :2] ** 2).sum(1), tiny)
-    norm1 = np.maximum((line1[:, :2] ** 2).sum(1), tiny)
+    norm2 = np.maximum(line2[:, 0] ** 2 + line2[:, 1] ** 2, tiny)
+    norm1 = np.maximum(line1[:, 0] ** 2 + line1[:, 1] ** 2, tiny)
     return residual**2 * (1 / norm2 + 1 / norm1)
+
+
+def _in_image(pixels: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """Whether (S, 2) pixels lie in an image of ``size`` (column by column: no slow reduction)."""
+    x, y = pixels[:, 0], pixels[:, 1]
+    return (x >= 0) & (x <= size[0] - 1) & (y >= 0) & (y <= size[1] - 1)
 
 
 @dataclass
@@ -121,8 +130,7 @@ class _Camera:
         z = points[:, 2]
         safe = np.where(z > 1e-9, z, 1.0)
         pixels = points[:, :2] / safe[:, None] * self.focal + self.centre
-        inside = (z > 0.1) & np.all((pixels >= 0) & (pixels <= self.size - 1), axis=1)
-        return pixels, inside
+        return pixels, (z > 0.1) & _in_image(pixels, self.size)
 
     def normalise(self, pixels: np.ndarray) -> np.ndarray:
         return (pixels - self.centre) / self.focal
@@ -172,8 +180,10 @@ def _box_hits(rng: np.random.Generator, rays: np.ndarray, count: int) -> np.ndar
         with np.errstate(divide="ignore", invalid="ignore"):
             lo = (-half - origin) / direction
             hi = (half - origin) / direction
-        near = np.nanmax(np.minimum(lo, hi), axis=1)
-        far = np.nanmin(np.maximum(lo, hi), axis=1)
+        entry, leave = np.minimum(lo, hi), np.maximum(lo, hi)
+        # nanmax / nanmin over the 3 slabs, spelled out (fmax and fmin skip NaN the same way).
+        near = np.fmax(np.fmax(entry[:, 0], entry[:, 1]), entry[:, 2])
+        far = np.fmin(np.fmin(leave[:, 0], leave[:, 1]), leave[:, 2])
         entered = (near <= far) & (near > 0)
         hits[entered, b] = near[entered]
     return hits
@@ -309,7 +319,7 @@ def _outlier_x2(
         )
         sign = rng.choice([-1, 1], epipolar.size)
         moved = pixels + normal * (sign * distance * camera.focal)[:, None]
-        ok = inside & np.all((moved >= 0) & (moved <= camera.size - 1), axis=1)
+        ok = inside & _in_image(moved, camera.size)
         x2[epipolar[ok]] = moved[ok]
         kinds[epipolar[~ok]] = 1
     return x2, kinds

@@ -12,6 +12,9 @@ None of them learns; each is built from its name (``load_model("ransac")``):
 * ``oracle``: the weighted eight-point algorithm on the true inliers (the ceiling of the
   learned models' pose pipeline); it is given the labels.
 
+:class:`PredictedRansac` wraps a learned model into Yi et al.'s "ours + RANSAC" pipeline: the
+same OpenCV RANSAC, run on the matches the model predicts as inliers (logit > 0) only.
+
 Their :meth:`estimate` returns a :class:`PoseEstimate`: one logit per match (positive for the
 matches the method keeps) and the pose. The OpenCV ones need the ``geometry`` extra
 (``opencv-python-headless``) and run one pair at a time on the CPU, each pair with OpenCV's
@@ -30,7 +33,7 @@ from n3net.geometry import recover_pose, weighted_eight_point
 from n3net.models._registry import register_model
 from n3net.models.cnnet import _check_input
 
-__all__ = ["EightPoint", "OpenCVEstimator", "Oracle", "PoseEstimate"]
+__all__ = ["EightPoint", "OpenCVEstimator", "Oracle", "PoseEstimate", "PredictedRansac"]
 
 _THRESHOLD = 1e-3  # RANSAC threshold in normalised coordinates (Yi et al.)
 _CONFIDENCE = 0.999
@@ -201,6 +204,37 @@ class OpenCVEstimator(_Baseline):
 
     def extra_repr(self) -> str:
         return f"method={self.method!r}, max_iterations={self.max_iterations}"
+
+
+class PredictedRansac(_Baseline):
+    """A learned model's predicted inliers (logit > 0), then OpenCV RANSAC on them alone.
+
+    Yi et al.'s "ours + RANSAC": the matches the model rejects never reach RANSAC. The logits
+    returned are RANSAC's verdict (> 0 for the predicted inliers RANSAC keeps), so precision,
+    recall and F1 score the matches the whole pipeline keeps; the model's own classification
+    is that of the plain model. Fewer than 5 predicted inliers, or no estimate, is a failure.
+
+    Args:
+        model: a learned model ``(xs, mask) -> logits`` of shape (B, N).
+        estimator: the robust estimator; None for ``ransac`` (at most 1,000 iterations, as the
+            original).
+
+    Shape:
+        xs: (B, N, 4), mask: (B, N) -> :class:`PoseEstimate`.
+    """
+
+    def __init__(self, model: nn.Module, estimator: OpenCVEstimator | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.estimator = estimator if estimator is not None else OpenCVEstimator("ransac", 1000)
+
+    def estimate(
+        self, xs: Tensor, mask: Tensor | None = None, labels: Tensor | None = None
+    ) -> PoseEstimate:
+        valid = _valid(xs, mask)
+        logits = self.model(xs, mask)
+        predicted = (logits > 0) & valid
+        return self.estimator.estimate(xs, predicted)
 
 
 @register_model("eight-point", task="correspondences", needs_weights=False)
