@@ -1,16 +1,27 @@
-"""Ship a trained model file: copy it into the package with its measured test PSNR recorded.
+"""Ship a trained model file: copy it into the package with its measured results recorded.
 
 Usage::
 
     python scripts/ship_model.py runs/x/model.safetensors NAME --results R.json [R.json ...]
         [--force]
 
-Reads the ``n3net evaluate --json`` result files, takes the mean PSNR of the model file on each
-test folder at the file's own sigma, and writes ``src/n3net/models/weights/NAME.safetensors``:
-the same tensors and metadata plus ``<folder>_psnr`` entries (e.g. ``bsd68_psnr``), which
-``n3net models`` lists and ``n3net.inference.default_model`` ranks by. The result files must
-name the model by this very file (or by NAME, for a model already shipped); an existing NAME is
-only replaced with ``--force``. Writes atomically.
+Reads the ``n3net evaluate --json`` result files and writes
+``src/n3net/models/weights/NAME.safetensors``: the same tensors and metadata plus the measured
+numbers, which ``n3net models`` lists. The result files must name the model by this very file
+(or its run folder, or NAME for a model already shipped); an existing NAME is only replaced with
+``--force``. Writes atomically. The model may also be given as its run folder.
+
+Denoising models: the mean PSNR of the model on each test folder at the file's own sigma, as
+``<folder>_psnr`` entries (e.g. ``bsd68_psnr``), which ``n3net.inference.default_model`` ranks
+by; a BSD68 result is required.
+
+Super-resolution models (task ``sr``): NAME must be ``<arch>-x<scales>`` (``vdsr-x234``,
+``n3net-sr-x234``); the Y-PSNR and SSIM on each test folder at each trained scale go in as
+``<folder>_x<scale>_psnr`` / ``_ssim`` (e.g. ``set5_x2_psnr``); Set5 results at every trained
+scale are required. It also writes the model card ``NAME.md`` beside the weights: the
+architecture, data, protocol, budget and hardware from the file's metadata, and the results on
+Set5, Set14 and B100 next to the published ones (and next to bicubic and the other network, when
+the result files hold them).
 """
 
 from __future__ import annotations
@@ -19,45 +30,143 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "n3net" / "models" / "weights"
+HERE = Path(__file__).resolve().parent
+WEIGHTS = HERE.parent / "src" / "n3net" / "models" / "weights"
+_SR_DESCRIPTION = {
+    "vdsr": "VDSR ({depth} conv layers of {features} features, no batch norm, a global residual "
+    "on the bicubic-upsampled input)",
+    "n3net-sr": "N3Net-SR ({n_blocks} VDSR blocks of depth {depth} with {features} features, an "
+    "N3 block (k = {k}, {patch_size}×{patch_size} patches at stride {stride}, a "
+    "{search_window}×{search_window}-patch window) after each but the last)",
+}
+
+
+def _model_keys(model: str, name: str) -> set[str]:
+    """The strings a result may name the model by: the file, its run folder, NAME, resolved."""
+    path = Path(model)
+    keys = {model, name, str(path.resolve())}
+    if path.name == "model.safetensors":
+        keys |= {str(path.parent), str(path.parent.resolve())}
+    return keys
+
+
+def _matches(result: dict, keys: set[str]) -> bool:
+    return result["model"] in keys or str(Path(result["model"]).resolve()) in keys
 
 
 def measured_psnr(results: list[dict], model: str, name: str, sigma: float) -> dict[str, str]:
     """``{"<folder>_psnr": "28.2043"}`` for every result of ``model`` (or ``name``) at ``sigma``."""
     found: dict[str, str] = {}
-    keys = {model, name, str(Path(model).resolve())}
+    keys = _model_keys(model, name)
     for result in results:
-        if result["sigma"] != sigma:
-            continue
-        if result["model"] not in keys and str(Path(result["model"]).resolve()) not in keys:
+        if result.get("sigma") != sigma or not _matches(result, keys):
             continue
         folder = Path(result["data"]).name.lower()
         found[f"{folder}_psnr"] = f"{result['summary']['mean_psnr']:.4f}"
     return found
 
 
+def measured_sr(results: list[dict], model: str, name: str, scales: list[int]) -> dict[str, str]:
+    """``{"set5_x2_psnr": "37.1234", "set5_x2_ssim": "0.9571", ...}`` at the trained scales."""
+    found: dict[str, str] = {}
+    keys = _model_keys(model, name)
+    for result in results:
+        if result.get("scale") not in scales or not _matches(result, keys):
+            continue
+        folder = Path(result["data"]).name.lower()
+        summary = result["summary"]
+        found[f"{folder}_x{result['scale']}_psnr"] = f"{summary['mean_psnr']:.4f}"
+        found[f"{folder}_x{result['scale']}_ssim"] = f"{summary['mean_ssim']:.4f}"
+    return found
+
+
+def _results_table() -> Any:
+    sys.path.insert(0, str(HERE))
+    import results_table
+
+    return results_table
+
+
+def model_card(
+    name: str, model: Any, metadata: dict[str, str], results: list[dict], keys: set[str]
+) -> str:
+    """The Markdown model card of shipped super-resolution weights."""
+    table = _results_table()
+    arch = metadata.get("n3net_arch", model.arch)
+    config = dict(model.config)
+    description = (
+        _SR_DESCRIPTION.get(arch, arch).format(**config) if arch in _SR_DESCRIPTION else arch
+    )
+    parameters = sum(p.numel() for p in model.parameters())
+    scales = [int(s) for s in metadata.get("scales", "2,3,4").split(",")]
+    mine = [r for r in results if "scale" in r and _matches(r, keys)]
+    others = [
+        r
+        for r in results
+        if "scale" in r
+        and not _matches(r, keys)
+        and table.sr_family(r["model"]) in ("bicubic", "vdsr", "n3net-sr")
+        and table.sr_family(r["model"]) != table.sr_family(name)
+    ]
+    cells = table.sr_cells([{**r, "model": name} for r in mine] + others)
+    cells = {key: value for key, value in cells.items() if key[2] in scales}
+    rows = [
+        ("task", f"super-resolution (`sr`) of the luminance, one model for "
+                 f"{', '.join(f'×{s}' for s in scales)}; colour channels stay bicubic"),
+        ("use", f"`n3net upscale IN -o OUT --scale S --model {name}`; "
+                f"`n3net evaluate --task sr --model {name}`"),
+        ("scales", ", ".join(f"×{s}" for s in scales)),
+        ("architecture", f"{description}; {parameters:,} parameters"),
+        ("data", metadata.get("train_data", "?")),
+        ("protocol", f"{metadata.get('protocol', '?')}, optimiser "
+                     f"{metadata.get('optimizer', '?')}"),
+        ("budget", f"{metadata.get('steps', '?')} steps in {metadata.get('minutes', '?')} minutes"),
+        ("hardware", f"{metadata.get('hardware', '?')} (torch {metadata.get('torch', '?')})"),
+        ("weights", f"{metadata.get('weights', '?')}; validation Y-PSNR "
+                    f"{metadata.get('val_psnr', '?')} dB (mean of the scales, BSDS500 test crops)"),
+    ]  # fmt: skip
+    lines = [
+        f"# {name}",
+        "",
+        f"{description.split(' (')[0]} for single-image super-resolution, trained by the n3net "
+        "project; no third-party weights.",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {key} | {value} |" for key, value in rows),
+        "",
+        "Measured with `n3net evaluate --task sr` (Y channel of BT.601, `scale` pixels shaved, "
+        "MATLAB-style bicubic degradation); Y-PSNR (dB) / SSIM, the published numbers in "
+        "brackets (VDSR and bicubic: VDSR's Table 2; N3Net-SR: the N3Net paper, Set5 only):",
+        "",
+        table.sr_tables(cells) if cells else "(no results)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path, help="a .safetensors model file from n3net train")
-    parser.add_argument("name", help="the pretrained name, e.g. n3net-gray-sigma25")
+    parser.add_argument("model", type=Path, help="a .safetensors model file (or its run folder)")
+    parser.add_argument("name", help="the pretrained name, e.g. n3net-gray-sigma25, vdsr-x234")
     parser.add_argument("--results", nargs="+", type=Path, required=True, help="evaluate JSONs")
     parser.add_argument("--weights", type=Path, default=WEIGHTS, help=argparse.SUPPRESS)
     parser.add_argument("--force", action="store_true", help="replace a shipped NAME")
     args = parser.parse_args(argv)
 
-    from n3net.models import load_model, save_model
+    from n3net.models import arch_info, load_model, save_model
     from n3net.models._registry import _RESERVED
 
+    if args.model.is_dir():
+        args.model = args.model / "model.safetensors"
     try:
         model = load_model(args.model)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     metadata = {k: v for k, v in model.metadata.items() if k not in _RESERVED}
-    if "sigma" not in metadata:
-        print(f"error: {args.model} has no sigma metadata", file=sys.stderr)
-        return 2
     results = []
     for path in args.results:
         try:
@@ -65,19 +174,56 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, KeyError) as error:
             print(f"error: {path} is not an n3net evaluate result file ({error})", file=sys.stderr)
             return 2
-    psnr = measured_psnr(results, str(args.model), args.name, float(metadata["sigma"]))
-    if "bsd68_psnr" not in psnr:
-        print(
-            f"error: no BSD68 result for {args.model} at sigma {metadata['sigma']} in the results",
-            file=sys.stderr,
-        )
+    if not args.weights.is_dir():
+        print(f"error: weights folder not found: {args.weights}", file=sys.stderr)
         return 2
     target = args.weights / f"{args.name}.safetensors"
-    if target.exists() and not args.force:
-        print(f"error: {target} exists (use --force to replace it)", file=sys.stderr)
-        return 2
-    save_model(model, target, {**metadata, **psnr})  # same tensors, written atomically
-    print(f"wrote {target}: " + ", ".join(f"{k} {v}" for k, v in sorted(psnr.items())))
+    card = target.with_suffix(".md")
+    arch = model.metadata["n3net_arch"]
+    if metadata.get("task", arch_info(arch).task) == "sr":
+        scales = [int(s) for s in metadata.get("scales", "2,3,4").split(",")]
+        expected = f"{arch}-x{''.join(map(str, scales))}"
+        if args.name != expected:
+            print(
+                f"error: super-resolution weights of {arch} for scales {scales} are named "
+                f"{expected}, not {args.name}",
+                file=sys.stderr,
+            )
+            return 2
+        measured = measured_sr(results, str(args.model), args.name, scales)
+        missing = [s for s in scales if f"set5_x{s}_psnr" not in measured]
+        if missing:
+            listed = ", ".join(f"x{s}" for s in missing)
+            print(f"error: no Set5 result for {args.model} at {listed} in the results",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+    else:
+        if "sigma" not in metadata:
+            print(f"error: {args.model} has no sigma metadata", file=sys.stderr)
+            return 2
+        measured = measured_psnr(results, str(args.model), args.name, float(metadata["sigma"]))
+        if "bsd68_psnr" not in measured:
+            print(
+                f"error: no BSD68 result for {args.model} at sigma {metadata['sigma']} in the "
+                "results",
+                file=sys.stderr,
+            )
+            return 2
+        card = None
+    for path in (target, card):
+        if path is not None and path.exists() and not args.force:
+            print(f"error: {path} exists (use --force to replace it)", file=sys.stderr)
+            return 2
+    save_model(model, target, {**metadata, **measured})  # same tensors, written atomically
+    if card is not None:
+        keys = _model_keys(str(args.model), args.name)
+        text = model_card(args.name, model, {**model.metadata, **measured}, results, keys)
+        partial = card.with_name(card.name + ".partial")
+        partial.write_text(text)
+        partial.replace(card)
+    print(f"wrote {target}: " + ", ".join(f"{k} {v}" for k, v in sorted(measured.items())))
+    if card is not None:
+        print(f"wrote {card}")
     return 0
 
 

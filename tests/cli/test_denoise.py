@@ -326,7 +326,8 @@ def test_errors_are_one_line(
     elif case in ("sr-model", "pose-model"):
         argv[-1] = "vdsr" if case == "sr-model" else "oracle"
     elif case == "sr-model-file":
-        argv[-1] = save_model(create_model("vdsr", depth=3, features=4), tmp_path / "sr.safetensors")
+        vdsr = create_model("vdsr", depth=3, features=4)
+        argv[-1] = save_model(vdsr, tmp_path / "sr.safetensors")
     assert _run(*argv) != 0
     assert message in _error_line(capsys)
     assert not (tmp_path / "out.png").exists()

@@ -64,3 +64,77 @@ def test_refuses_without_a_bsd68_result(
     bad.write_text("{")
     assert ship_model.main([str(model_file), "x", "--results", str(bad)]) == 2
     assert "not an n3net evaluate result file" in capsys.readouterr().err
+
+
+def _sr_result(model: str, data: str, scale: int, psnr: float, ssim: float) -> dict:
+    summary = {"mean_psnr": psnr, "mean_ssim": ssim, "n_images": 5}
+    return {"model": model, "data": data, "scale": scale, "summary": summary}
+
+
+@pytest.fixture
+def sr_run(tmp_path: Path) -> Path:
+    """A run folder of a tiny VDSR with the metadata `n3net train --task sr` writes."""
+    run = tmp_path / "vdsr"
+    run.mkdir()
+    metadata = {"task": "sr", "scales": "2,3,4", "steps": "9", "minutes": "0.10",
+                "hardware": "CPU test", "val_psnr": "30.000", "optimizer": "adam"}  # fmt: skip
+    save_model(create_model("vdsr", depth=3, features=4), run / "model.safetensors", metadata)
+    return run
+
+
+def _sr_results(path: Path, model: str) -> Path:
+    rows = [
+        _sr_result(model, f"/d/{data}", scale, 30.0 + scale + index, 0.9)
+        for index, data in enumerate(("set5", "set14", "b100"))
+        for scale in (2, 3, 4)
+    ]
+    rows += [_sr_result("bicubic", "/d/set5", s, 28.0, 0.8) for s in (2, 3, 4)]
+    path.write_text(json.dumps({"results": rows}))
+    return path
+
+
+def test_ships_sr_weights_with_a_model_card(
+    sr_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    results = _sr_results(tmp_path / "r.json", str(sr_run / "model.safetensors"))
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    argv = [str(sr_run), "vdsr-x234", "--results", str(results), "--weights", str(weights)]
+    assert ship_model.main(argv) == 0
+    meta = model_metadata(weights / "vdsr-x234.safetensors")
+    assert meta["set5_x2_psnr"] == "32.0000" and meta["b100_x4_psnr"] == "36.0000"
+    assert meta["set14_x3_ssim"] == "0.9000" and meta["task"] == "sr"
+    card = (weights / "vdsr-x234.md").read_text()
+    assert card.startswith("# vdsr-x234") and "×2, ×3, ×4" in card
+    assert "| vdsr-x234 | Set5 (5) | 32.00 / 0.9000 (37.53 / 0.9587) |" in card
+    assert "| bicubic | Set5 (5) | 28.00 / 0.8000 (33.66 / 0.9299) |" in card
+    assert "3 conv layers of 4 features" in card and "9 steps" in card
+    assert ship_model.main(argv) == 2  # weights and card are kept unless --force
+    assert ship_model.main([*argv, "--force"]) == 0
+
+    # `n3net models` lists the shipped weights under super-resolution, with Set5 per scale.
+    from n3net.cli.main import main as cli
+
+    monkeypatch.setattr("n3net.models._registry._weights_dir", lambda: weights)
+    capsys.readouterr()
+    assert cli(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    heading = next(i for i, line in enumerate(lines) if line.startswith("super-resolution weights"))
+    row = lines[heading + 1]
+    assert "vdsr-x234" in row and "Set5 x2/x3/x4 32.0000 / 33.0000 / 34.0000 dB" in row
+    assert "(default)" in row
+    assert cli(["models", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in document["pretrained_sr"]] == ["vdsr-x234"]
+    assert document["pretrained_sr"][0]["scales"] == ["2", "3", "4"] and not document["pretrained"]
+
+
+def test_sr_names_and_results_are_checked(
+    sr_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = _sr_results(tmp_path / "r.json", "elsewhere.safetensors")
+    common = ["--results", str(results), "--weights", str(tmp_path)]
+    assert ship_model.main([str(sr_run), "my-vdsr", *common]) == 2
+    assert "named vdsr-x234, not my-vdsr" in capsys.readouterr().err
+    assert ship_model.main([str(sr_run), "vdsr-x234", *common]) == 2
+    assert "no Set5 result" in capsys.readouterr().err

@@ -42,15 +42,17 @@ def _config(root: Path, out: Path, **sections: dict[str, Any]) -> RunConfig:
     return RunConfig.from_dict(values)
 
 
-def test_defaults_are_the_paper() -> None:
+def test_defaults_are_the_budget_and_the_paper_is_a_preset() -> None:
     config = resolve_config(sets=['task.name="sr"'])
-    assert config.model.arch == "n3net-sr" and config.data.preset == "paper"
+    assert config.model.arch == "n3net-sr" and config.data.preset == "budget"
     assert config.data.train_dirs == ["t91", "bsd200"] and config.data.crop_size == 80
     assert config.data.val_dir == "bsds500_test"
-    assert (config.train.lr, config.train.weight_decay, config.train.batch_size) == (0.1, 1e-4, 32)
-    assert config.task.scales == [2, 3, 4] and config.task.optimizer == "sgd"
-    budget = resolve_config(sets=['task.name="sr"', 'data.preset="budget"'])
-    assert budget.task.optimizer == "adam" and budget.train.lr == 1e-3
+    assert (config.train.lr, config.train.weight_decay, config.train.batch_size) == (1e-3, 1e-4, 32)
+    assert config.task.scales == [2, 3, 4] and config.task.optimizer == "adam"
+    assert (config.train.lr_hold, config.train.lr_final) == (0.3, 1e-6)
+    paper = resolve_config(sets=['task.name="sr"', 'data.preset="paper"'])
+    assert paper.task.optimizer == "sgd" and paper.train.lr == 0.1
+    assert (paper.data.crops_per_image, paper.train.epochs) == (3833, 80)
 
 
 @pytest.mark.parametrize(
@@ -92,7 +94,9 @@ def test_batches_are_pure_and_mix_scales(tiny_root: Path, tmp_path: Path) -> Non
 
 def test_optimisation_choices(tiny_root: Path, tmp_path: Path) -> None:
     model = torch.nn.Conv2d(1, 1, 3)
-    config = _config(tiny_root, tmp_path, train={"lr": 0.1})
+    config = _config(
+        tiny_root, tmp_path, train={"lr": 0.1}, task={"name": "sr", "optimizer": "sgd"}
+    )
     sgd = task_class("sr")(config).optimisation(model)
     assert isinstance(sgd.optimizer, torch.optim.SGD)
     assert sgd.optimizer.param_groups[0]["momentum"] == 0.9

@@ -12,25 +12,59 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "models",
         help="list architectures and shipped trained weights",
         description="List the registered architectures, the classic baselines that need no "
-        "weights (bm3d, nlm) and the trained weights shipped in the package (name, "
-        "architecture, sigma, training budget, validation and BSD68 PSNR; the default for "
-        "each sigma is the one with the best BSD68 PSNR).",
+        "weights (bm3d, nlm) and the trained weights shipped in the package, by task: "
+        "denoising (name, architecture, sigma, training budget, validation and BSD68 PSNR; the "
+        "default for each sigma is the one with the best BSD68 PSNR) and super-resolution "
+        "(name, architecture, scales, training budget, validation and Set5 Y-PSNR).",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
+
+
+def _task(meta: dict[str, str]) -> str:
+    """The task of a shipped model file: its ``task`` entry, else its architecture's."""
+    from n3net.models import arch_info
+
+    if meta.get("task"):
+        return meta["task"]
+    try:
+        return arch_info(meta.get("n3net_arch", "")).task
+    except ValueError:
+        return "denoise"
+
+
+def _sr_row(name: str, meta: dict[str, str], default: str) -> dict[str, object]:
+    """One shipped super-resolution model: budget, validation and Set5 Y-PSNR per scale."""
+    scales = [s for s in meta.get("scales", "").split(",") if s]
+    return {
+        "name": name,
+        "arch": meta.get("n3net_arch", "?"),
+        "scales": scales,
+        "steps": meta.get("steps", "?"),
+        "minutes": meta.get("minutes", "?"),
+        "hardware": meta.get("hardware", "?"),
+        "val_psnr": meta.get("val_psnr", "?"),
+        "set5_psnr": {s: meta.get(f"set5_x{s}_psnr", "?") for s in scales},
+        "default": name == default,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
     from n3net.inference import default_model, trained_models
+    from n3net.inference.upscaler import default_sr_model
     from n3net.models import arch_info, list_architectures, list_pretrained, model_metadata
 
     sigmas = {sigma for sigma in trained_models().values() if sigma is not None}
     defaults = {default_model(sigma) for sigma in sigmas}
-    rows = []
+    sr_default = default_sr_model()
+    rows, sr_rows = [], []
     for name in list_pretrained():
         meta = model_metadata(name)
+        if _task(meta) == "sr":
+            sr_rows.append(_sr_row(name, meta, sr_default))
+            continue
         rows.append(
             {
                 "name": name,
@@ -55,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             "pose_baselines": pose,
             "sr_baselines": sr,
             "pretrained": rows,
+            "pretrained_sr": sr_rows,
         }
         print(json.dumps(document, indent=2))
         return 0
@@ -79,5 +114,17 @@ def run(args: argparse.Namespace) -> int:
             f"  {r['name']:<24} {r['arch']:<8} sigma {r['sigma']:<4} {r['steps']} steps in "
             f"{r['minutes']} min on {r['hardware']}, validation {r['val_psnr']} dB, "
             f"BSD68 {r['bsd68_psnr']} dB" + (" (default)" if r["default"] else "")
+        )
+    print(
+        "super-resolution weights (n3net upscale/evaluate --task sr --model NAME; "
+        + ("none shipped yet, the default is bicubic)" if not sr_rows else "need n3net[sr]):")
+    )
+    for r in sr_rows:
+        scales = "/".join(f"x{s}" for s in r["scales"])
+        set5 = " / ".join(r["set5_psnr"].values())
+        print(
+            f"  {r['name']:<24} {r['arch']:<8} scales {scales} {r['steps']} steps in "
+            f"{r['minutes']} min on {r['hardware']}, validation {r['val_psnr']} dB, "
+            f"Set5 {scales} {set5} dB" + (" (default)" if r["default"] else "")
         )
     return 0
