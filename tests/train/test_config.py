@@ -17,6 +17,13 @@ def test_defaults_are_the_paper_protocol() -> None:
     assert (config.train.batch_size, config.train.epochs) == (32, 50)
     assert (config.train.lr, config.train.lr_final, config.train.weight_decay) == (1e-3, 1e-6, 1e-4)
     assert config.train.betas == [0.9, 0.999]
+    assert config.task.loss_scale == 800.0  # the authors' reduction
+
+
+def test_saved_configs_without_loss_scale_mean_plain_mse() -> None:
+    values = resolve_config().to_dict()
+    del values["task"]["loss_scale"]
+    assert RunConfig.from_dict(values).task.loss_scale == 1.0
 
 
 def test_dncnn_preset() -> None:

@@ -73,6 +73,7 @@ def test_sigkill_then_resume(tiny_root: Path, tmp_path: Path, make_config: Any) 
         "straight",
         data={"val_images": 0},
         train={"lr_final": 1e-3, "max_steps": target, "log_every": 50},
+        task={"loss_scale": 800.0},  # the command line's default for denoise
     )
     train(straight)
     a = load_checkpoint(Path(straight.train.out_dir) / "last.pt")

@@ -55,7 +55,9 @@ class DenoiseConfig(TaskConfig):
             reduction (half the squared error summed over the pixels, normalised to a 40x40
             patch, i.e. 800 x MSE at any crop size), under which ``train.weight_decay`` and
             Adam's eps mean what they mean in the paper; Adam ignores the scale otherwise. 1
-            (plain MSE) makes a decay of 1e-4 act 800 times stronger.
+            (plain MSE) makes a decay of 1e-4 act 800 times stronger. ``n3net train``
+            defaults to 800 (see ``docs/training/recipe.md``); configs and checkpoints
+            written without the key mean 1.
     """
 
     sigma: float = 25.0
@@ -76,6 +78,9 @@ class DenoiseTask(ImageTask):
     metric = "val_psnr"
     columns = ("val_psnr",)
     presets = PRESETS
+    # The authors' loss reduction, under which weight decay 1e-4 is the paper's strength (an
+    # older config or checkpoint without the key keeps the dataclass default, plain MSE).
+    defaults: dict[str, dict[str, Any]] = {"task": {"loss_scale": 800.0}}
 
     options: DenoiseConfig
 
