@@ -83,3 +83,35 @@ def test_sigkill_then_resume(tiny_root: Path, tmp_path: Path, make_config: Any) 
         assert torch.equal(value, b["model"][key]), key
     for index, state in a["optimizer"]["state"].items():
         assert torch.equal(state["exp_avg_sq"], b["optimizer"]["state"][index]["exp_avg_sq"])
+
+
+def _ignore_sigint() -> None:  # as a shell does for a job started with `&`
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signal_checkpoints_the_last_step(
+    tiny_root: Path, tmp_path: Path, signum: signal.Signals
+) -> None:
+    """`kill PID` and SIGINT stop a background run with a checkpoint of its very last step."""
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    command = _command(tiny_root, out, 10**7) + ["--set", "train.ckpt_every=0"]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        preexec_fn=_ignore_sigint,
+    )  # fmt: skip
+    log = out / "log.csv"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and len(log.read_text().splitlines()) > 2):  # a few steps done
+        assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "no log rows within 120 s"
+        time.sleep(0.05)
+    process.send_signal(signum)
+    output = process.communicate(timeout=300)[0].decode()
+    assert process.returncode == 130, output
+    stopped = [line for line in output.splitlines() if "interrupted: checkpoint of step" in line]
+    assert stopped, output
+    step = int(stopped[-1].split("checkpoint of step ")[1].split()[0])
+    assert step > 0 and load_checkpoint(out / "last.pt")["step"] == step

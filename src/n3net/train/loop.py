@@ -18,12 +18,15 @@ Nothing here depends on the task: a new task never changes this file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -200,6 +203,36 @@ def _build(config: RunConfig, task: Task, device: torch.device) -> tuple[nn.Modu
     return model, task.optimisation(model)
 
 
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM (``kill PID``) or SIGINT arrived: stop, checkpoint, exit."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stopped(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into a checkpointed stop while the steps run.
+
+    A run started in the background (``nohup ... &``) inherits an ignored SIGINT, and ``kill``
+    sends SIGTERM: without this, either would end the run without a checkpoint of its last
+    steps. The previous handlers come back afterwards; off the main thread nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = ("SIGTERM", "SIGINT")
+    previous = {name: signal.getsignal(getattr(signal, name)) for name in names}
+    for name in names:
+        signal.signal(getattr(signal, name), _raise_stop)
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
 def _open_log(run: RunState, task: Task, resume_path: Path | None) -> TrainLog:
     """Prepare the run folder (rank 0) and return its log, after the first line."""
     config, out_dir, train = run.config, run.out_dir, run.config.train
@@ -246,7 +279,8 @@ def _train(
     batches = task.batches(run.step, info.rank, info.world_size, device)
     log = _open_log(run, task, resume_path) if info.is_main else None
     try:
-        _Steps(run, task, model, trained, optimisation, log).run(batches)
+        with _stop_signals_interrupt():
+            _Steps(run, task, model, trained, optimisation, log).run(batches)
     except KeyboardInterrupt:
         if info.is_main and run.step > 0:
             run.checkpoint(task, model, optimisation.optimizer)
