@@ -21,6 +21,19 @@ SMALL_N3NET_SR = dict(
 )  # fmt: skip
 
 
+def _conditioned(model: torch.nn.Module) -> torch.nn.Module:
+    """A random N3Net-SR whose outputs do not hinge on float rounding.
+
+    Under the He init of every layer the N3 blocks' neighbour weights are nearly hard and flip
+    where two convolution kernels round differently (whole and tiled passes then differed by
+    2.6e-3 on one CPU); with the blocks' last convolutions small they agree to ~1e-6.
+    """
+    with torch.no_grad():
+        for block in getattr(model, "blocks", []):
+            block.conv2.weight.mul_(0.05)
+    return model
+
+
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_sizes_dtypes_layouts(scale: int) -> None:
     grey = np.random.default_rng(0).integers(0, 256, (7, 5), dtype=np.uint8)
@@ -49,7 +62,7 @@ def test_colour_keeps_bicubic_chroma() -> None:
 def test_tiles_equal_the_whole_image(arch: str) -> None:
     torch.manual_seed(0)
     kwargs = SMALL_N3NET_SR if arch == "n3net-sr" else {"depth": 4, "features": 8}
-    model = create_model(arch, **kwargs).eval()
+    model = _conditioned(create_model(arch, **kwargs)).eval()
     upscaler = Upscaler(model, 2)
     y = torch.rand(1, 1, 37, 30)
     whole = upscaler.upscale_y(y, tile=0)

@@ -67,3 +67,22 @@ def test_vdsr_is_residual_and_bicubic_is_identity() -> None:
 def test_n3net_sr_size_check() -> None:
     with pytest.raises(ValueError, match="n3net-sr needs images of at least"):
         create_model("n3net-sr").check_size(8, 8)
+
+
+def test_residual_init_starts_as_the_identity_and_learns_everywhere() -> None:
+    torch.manual_seed(0)
+    model = create_model("n3net-sr", init="residual", **TINY["n3net-sr"])
+    assert model.config["init"] == "residual"
+    x = torch.rand(2, 1, 24, 21)
+    out = model(x)
+    assert torch.equal(out, x)  # every VDSR block starts as its residual
+    out.sub(x.flip(-1)).square().mean().backward()
+    for block in model.blocks:
+        assert block.conv2.weight.grad.abs().sum() > 0  # the zero layers learn at once
+    assert all(0 <= w <= 1 for n3 in model.n3 for w in n3.logits_bn.weight.tolist())
+    assert "init" not in create_model("n3net-sr", **TINY["n3net-sr"]).config  # "he": default
+
+
+def test_unknown_init_is_refused() -> None:
+    with pytest.raises(ValueError, match="init must be 'he' or 'residual'"):
+        create_model("n3net-sr", init="authors")

@@ -19,16 +19,16 @@ import torch
 from torch import Tensor, nn
 
 from n3net.blocks.n3_image import N3Block2d
-from n3net.models._geometry import check_candidates, n3_reach
+from n3net.models._chain import PatchChain, block_chain, run_chain
 from n3net.models._registry import load_model, register_model
-from n3net.models.dncnn import DnCNN, check_image, init_dncnn_
-from n3net.models.n3net import N3NetDenoiser, dncnn_chain, run_chain
+from n3net.models.dncnn import DnCNN, DnCNNBlock, check_image, init_dncnn_
+from n3net.models.n3net import N3NetDenoiser
 from n3net.ops.windows import Impl
 
 __all__ = ["KNNDenoiser"]
 
 
-class KNNDenoiser(nn.Module):
+class KNNDenoiser(PatchChain):
     """DnCNN blocks interleaved with KNN blocks that match on the (pre-denoised) input image.
 
     Like :class:`~n3net.models.n3net.N3NetDenoiser`, but each N3 block is an
@@ -104,7 +104,7 @@ class KNNDenoiser(nn.Module):
         )
         self.channels = channels
         self.freeze_predenoiser = freeze_predenoiser
-        self.blocks = dncnn_chain(channels, nl_channels, k, n_blocks, depth, features)
+        self.blocks = block_chain(DnCNNBlock, channels, nl_channels, k, n_blocks, depth, features)
         self.n3 = nn.ModuleList(
             N3Block2d(
                 channels,
@@ -152,34 +152,9 @@ class KNNDenoiser(nn.Module):
                 return self.predenoiser(x)
         return self.predenoiser(x)
 
-    scale = 1
-
-    @property
-    def receptive_radius(self) -> int:
-        """Pixels on each side that reach one output pixel: the DnCNN blocks, the search window
-        and patch of each KNN block, and the pre-denoiser's convolutions when it has one."""
-        c = self.config
-        reach = n3_reach(c["patch_size"], c["stride"], c["search_window"])
-        guide = self.predenoiser.receptive_radius if self.predenoiser is not None else 0
-        return sum(b.receptive_radius for b in self.blocks) + len(self.n3) * reach + guide
-
-    @property
-    def patch_grid(self) -> tuple[int, int]:
-        """``(patch_size, stride)`` of the KNN blocks (see :class:`N3NetDenoiser`)."""
-        return self.config["patch_size"], self.config["stride"]
-
-    @property
-    def memory_per_pixel(self) -> int:
-        """Bytes per input pixel of an inference pass; as N3Net's (an upper estimate)."""
-        c = self.config
-        return 2560 * max(1, c["nl_channels"] * (c["k"] + 1) // 64)
-
-    def check_size(self, height: int, width: int) -> None:
-        """Raise a one-line ValueError if the image offers fewer than ``k`` candidate patches."""
-        c = self.config
-        check_candidates(
-            self.arch, height, width, c["k"], c["patch_size"], c["stride"], c["search_window"]
-        )
+    def _guide_reach(self) -> int:
+        """The pre-denoiser's convolutions, when the blocks match its output."""
+        return self.predenoiser.receptive_radius if self.predenoiser is not None else 0
 
     def forward(self, x: Tensor) -> Tensor:
         check_image(x, self.channels)

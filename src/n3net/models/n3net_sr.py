@@ -15,39 +15,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from torch import Tensor, nn
+from torch import nn
 
-from n3net.blocks.n3_image import N3Block2d
-from n3net.models._geometry import check_candidates, n3_reach
+from n3net.models._chain import PatchChain, block_chain, image_n3_blocks, init_n3_authors_
 from n3net.models._registry import register_model
-from n3net.models.dncnn import check_image, init_dncnn_
-from n3net.models.n3net import run_chain
+from n3net.models.dncnn import init_dncnn_
 from n3net.models.vdsr import VDSRBlock
 from n3net.ops.windows import Impl
 
-__all__ = ["N3NetSR", "vdsr_chain"]
+__all__ = ["N3NetSR"]
 
 
-def vdsr_chain(
-    channels: int, nl_channels: int, k: int, n_blocks: int, depth: int, features: int
-) -> nn.ModuleList:
-    """The ``n_blocks`` VDSR blocks of N3Net-SR (the layout of the denoising N3Net's chain).
-
-    Block ``i`` reads ``channels`` (i = 0) or ``nl_channels * (k + 1)`` channels (the output of
-    the N3 block before it) and writes ``nl_channels``, except the last, which writes
-    ``channels``.
-    """
-    if not isinstance(n_blocks, int) or n_blocks < 1:
-        raise ValueError(f"n_blocks must be a positive integer, got {n_blocks!r}")
-    blocks = nn.ModuleList()
-    for i in range(n_blocks):
-        c_in = channels if i == 0 else nl_channels * (k + 1)
-        c_out = channels if i == n_blocks - 1 else nl_channels
-        blocks.append(VDSRBlock(c_in, c_out, depth, features))
-    return blocks
-
-
-class N3NetSR(nn.Module):
+class N3NetSR(PatchChain):
     """N3Net-SR: ``n_blocks`` VDSR blocks with an N3 block after each but the last.
 
     ``blocks.0 -> n3.0 -> blocks.1 -> n3.1 -> blocks.2`` on the bicubic-upsampled luminance
@@ -68,6 +47,13 @@ class N3NetSR(nn.Module):
             index.
         temperature_scale: temperature = ``temperature_scale * exp(l)``.
         impl: window aggregation implementation (``"auto"``, ``"fast"``, ``"reference"``).
+        init: ``"he"`` (VDSR's: He fan-in normal weights, zero biases, every layer; the
+            untrained network's output is ~700x as far from the target as its bicubic input)
+            or ``"residual"`` (the same, but each VDSR block's last convolution starts at zero,
+            so the network starts as the identity on its input, and the N3 blocks start as the
+            authors' (:func:`~n3net.models._chain.init_n3_authors_`). The denoising N3Net's
+            ``"authors"`` rule does not carry over: without batch norm, its fan-out He weights
+            start 27,000x the bicubic error away.
 
     Shape:
         x: (B, C, H, W) -> (B, C, H, W), the high-resolution size. The patch grid must offer at
@@ -97,8 +83,11 @@ class N3NetSR(nn.Module):
         temperature_at: Literal["mean"] | int = "mean",
         temperature_scale: float = 0.1,
         impl: Impl = "auto",
+        init: Literal["he", "residual"] = "he",
     ) -> None:
         super().__init__()
+        if init not in ("he", "residual"):
+            raise ValueError(f"init must be 'he' or 'residual', got {init!r}")
         self.arch = "n3net-sr"
         self.config = dict(
             channels=channels,
@@ -117,62 +106,29 @@ class N3NetSR(nn.Module):
             temperature_scale=temperature_scale,
             impl=impl,
         )
+        if init != "he":
+            self.config["init"] = init
         self.channels = channels
-        self.blocks = vdsr_chain(channels, nl_channels, k, n_blocks, depth, features)
-        self.n3 = nn.ModuleList(
-            N3Block2d(
-                nl_channels,
-                k,
-                patch_size,
-                stride,
-                search_window,
-                embed_channels=embed_channels,
-                embed_features=embed_features,
-                embed_depth=embed_depth,
-                temperature_scale=temperature_scale,
-                temperature_at=temperature_at,
-                logits_batchnorm=True,
-                output="residual",
-                impl=impl,
-            )
-            for _ in range(n_blocks - 1)
+        self.blocks = block_chain(VDSRBlock, channels, nl_channels, k, n_blocks, depth, features)
+        self.n3 = image_n3_blocks(
+            n_blocks - 1,
+            nl_channels,
+            k,
+            patch_size,
+            stride,
+            search_window,
+            embed_channels=embed_channels,
+            embed_features=embed_features,
+            embed_depth=embed_depth,
+            temperature_scale=temperature_scale,
+            temperature_at=temperature_at,
+            impl=impl,
         )
-        init_dncnn_(self)
-
-    scale = 1
-
-    @property
-    def receptive_radius(self) -> int:
-        """Pixels on each side that reach one output pixel (high-resolution pixels).
-
-        One per convolution of the VDSR blocks, plus per N3 block its embedding CNN and the
-        patches of its search window: ``3 * 7 + 2 * (3 + 7 * 5 + 9) = 115`` for the paper's.
-        """
-        c = self.config
-        per_n3 = c["embed_depth"] + n3_reach(c["patch_size"], c["stride"], c["search_window"])
-        return sum(b.receptive_radius for b in self.blocks) + len(self.n3) * per_n3
-
-    @property
-    def patch_grid(self) -> tuple[int, int]:
-        """``(patch_size, stride)`` of the N3 blocks (tiles must sit on the image's grid)."""
-        return self.config["patch_size"], self.config["stride"]
-
-    @property
-    def memory_per_pixel(self) -> int:
-        """Bytes one input pixel costs in an inference pass; as the denoising N3Net's."""
-        c = self.config
-        return 2560 * max(1, c["nl_channels"] * (c["k"] + 1) // 64)
-
-    def check_size(self, height: int, width: int) -> None:
-        """Raise a one-line ValueError if the image offers fewer than ``k`` candidate patches."""
-        c = self.config
-        check_candidates(
-            "n3net-sr", height, width, c["k"], c["patch_size"], c["stride"], c["search_window"]
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        check_image(x, self.channels)
-        return run_chain(self.blocks, self.n3, x)
+        init_dncnn_(self)  # VDSR's He (fan-in) init everywhere, N3 blocks included
+        if init == "residual":
+            for block in self.blocks:
+                nn.init.zeros_(block.conv2.weight)  # each block starts as its residual
+            init_n3_authors_(self)
 
 
 @register_model("n3net-sr", task="sr")
