@@ -1,6 +1,6 @@
 """The committed checkpoints of the long sigma = 25 runs load safely and match resume.sh.
 
-They live in ``checkpoints/sigma25/`` while the runs train across sittings; this file goes with
+They live in ``checkpoints/sigma25/`` while the runs train in pieces; this file goes with
 that folder once the weights ship.
 """
 
