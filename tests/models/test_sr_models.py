@@ -71,8 +71,8 @@ def test_n3net_sr_size_check() -> None:
 
 def test_residual_init_starts_as_the_identity_and_learns_everywhere() -> None:
     torch.manual_seed(0)
-    model = create_model("n3net-sr", init="residual", **TINY["n3net-sr"])
-    assert model.config["init"] == "residual"
+    model = create_model("n3net-sr", **TINY["n3net-sr"])  # init="residual", the default
+    assert "init" not in model.config
     x = torch.rand(2, 1, 24, 21)
     out = model(x)
     assert torch.equal(out, x)  # every VDSR block starts as its residual
@@ -80,7 +80,7 @@ def test_residual_init_starts_as_the_identity_and_learns_everywhere() -> None:
     for block in model.blocks:
         assert block.conv2.weight.grad.abs().sum() > 0  # the zero layers learn at once
     assert all(0 <= w <= 1 for n3 in model.n3 for w in n3.logits_bn.weight.tolist())
-    assert "init" not in create_model("n3net-sr", **TINY["n3net-sr"]).config  # "he": default
+    assert create_model("n3net-sr", init="he", **TINY["n3net-sr"]).config["init"] == "he"
 
 
 def test_unknown_init_is_refused() -> None:

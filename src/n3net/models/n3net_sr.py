@@ -47,13 +47,14 @@ class N3NetSR(PatchChain):
             index.
         temperature_scale: temperature = ``temperature_scale * exp(l)``.
         impl: window aggregation implementation (``"auto"``, ``"fast"``, ``"reference"``).
-        init: ``"he"`` (VDSR's: He fan-in normal weights, zero biases, every layer; the
-            untrained network's output is ~700x as far from the target as its bicubic input)
-            or ``"residual"`` (the same, but each VDSR block's last convolution starts at zero,
-            so the network starts as the identity on its input, and the N3 blocks start as the
-            authors' (:func:`~n3net.models._chain.init_n3_authors_`). The denoising N3Net's
-            ``"authors"`` rule does not carry over: without batch norm, its fan-out He weights
-            start 27,000x the bicubic error away.
+        init: ``"residual"`` (default: He fan-in normal weights and zero biases as VDSR, but
+            each VDSR block's last convolution starts at zero, so the network starts as the
+            identity on its input, and the N3 blocks start as the authors'
+            (:func:`~n3net.models._chain.init_n3_authors_`); ahead at every step-matched
+            validation of two seeds, docs/super-resolution.md) or ``"he"`` (He everywhere: the
+            untrained network's output is ~700x as far from the target as its bicubic input).
+            The denoising N3Net's ``"authors"`` rule does not carry over: without batch norm,
+            its fan-out He weights start 27,000x the bicubic error away.
 
     Shape:
         x: (B, C, H, W) -> (B, C, H, W), the high-resolution size. The patch grid must offer at
@@ -83,7 +84,7 @@ class N3NetSR(PatchChain):
         temperature_at: Literal["mean"] | int = "mean",
         temperature_scale: float = 0.1,
         impl: Impl = "auto",
-        init: Literal["he", "residual"] = "he",
+        init: Literal["he", "residual"] = "residual",
     ) -> None:
         super().__init__()
         if init not in ("he", "residual"):
@@ -106,7 +107,7 @@ class N3NetSR(PatchChain):
             temperature_scale=temperature_scale,
             impl=impl,
         )
-        if init != "he":
+        if init != "residual":
             self.config["init"] = init
         self.channels = channels
         self.blocks = block_chain(VDSRBlock, channels, nl_channels, k, n_blocks, depth, features)
