@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# GPU training recipe for one device call: train each ARCH for MINUTES (same budget each, one
-# after the other) with the paper's protocol, then evaluate on Set12 and BSD68.
+# GPU training recipe for one device call: train each ARCH for the same BUDGET (one after the
+# other) with the paper's protocol, then evaluate on Set12 and BSD68.
 #
-# Usage (from the repository root):  scripts/train_gpu.sh OUT_DIR MINUTES ARCH [ARCH ...]
+# Usage (from the repository root):  scripts/train_gpu.sh OUT_DIR BUDGET ARCH [ARCH ...]
+#   BUDGET: minutes of training steps (e.g. 5), or a number of steps (e.g. 12000steps: the
+#   paper's comparison, every ARCH with the same steps and therefore the same batches)
 #   e.g. scripts/train_gpu.sh /tmp/runs 5 dncnn n3net
+#        scripts/train_gpu.sh /tmp/runs 12000steps n3net dncnn
 # Before: `python scripts/prepare_gpu_data.py` on the CPU machine (writes .gpu/data, ~43 MB) and
 # carry `.gpu/data` with the device call. Needs only the device's own python3 with torch; the package
 # runs from src/ (PYTHONPATH), nothing is installed.
@@ -26,13 +29,23 @@
 set -euo pipefail
 
 if [[ $# -lt 3 ]]; then
-    echo "usage: $0 OUT_DIR MINUTES ARCH [ARCH ...]" >&2
+    echo "usage: $0 OUT_DIR BUDGET ARCH [ARCH ...]   (BUDGET: MINUTES or Nsteps)" >&2
     exit 2
 fi
 OUT_DIR=$1
-MINUTES=$2
+BUDGET=$2
 shift 2
 ARCHS=("$@")
+if [[ "$BUDGET" =~ ^[0-9]+steps$ ]]; then
+    BUDGET_ARGS=(--max-steps "${BUDGET%steps}")
+    BUDGET_TEXT="${BUDGET%steps} steps"
+elif [[ "$BUDGET" =~ ^[0-9]*\.?[0-9]+$ ]]; then
+    BUDGET_ARGS=(--max-minutes "$BUDGET")
+    BUDGET_TEXT="$BUDGET min"
+else
+    echo "error: BUDGET must be minutes (e.g. 5) or steps (e.g. 12000steps), got '$BUDGET'" >&2
+    exit 2
+fi
 
 DATA=${DATA:-.gpu/data}
 SIGMA=${SIGMA:-25}
@@ -76,13 +89,13 @@ cuda = torch.cuda.is_available()
 name = torch.cuda.get_device_name(0) if cuda else "no CUDA device"
 print(f"torch {torch.__version__}, cuda {torch.version.cuda}: {name}", flush=True)
 EOF
-echo "training ${ARCHS[*]} for $MINUTES min each: sigma $SIGMA, batch $BATCH of ${CROP}x$CROP," \
+echo "training ${ARCHS[*]} for $BUDGET_TEXT each: sigma $SIGMA, batch $BATCH of ${CROP}x$CROP," \
     "amp $AMP, channels-last $CHANNELS_LAST, sampler $SAMPLER, data $DATA/train"
 
 channels_flag=--no-channels-last
 if [[ "$CHANNELS_LAST" == 1 ]]; then channels_flag=--channels-last; fi
 train_arch() {  # ARCH AMP: one `n3net train` run into OUT_DIR/ARCH (resumes a checkpoint)
-    "$PYTHON" -m n3net train --arch "$1" --sigma "$SIGMA" --max-minutes "$MINUTES" \
+    "$PYTHON" -m n3net train --arch "$1" --sigma "$SIGMA" "${BUDGET_ARGS[@]}" \
         --batch-size "$BATCH" --set "data.crop_size=$CROP" --device "$DEVICE" --amp "$2" \
         "$channels_flag" --sampler "$SAMPLER" --workers "$WORKERS" --seed "$SEED" \
         --data-root "$DATA" --set 'data.train_dirs=["train"]' --set "data.val_images=$VAL_IMAGES" \
@@ -118,7 +131,7 @@ for arch in "${ARCHS[@]}"; do
     pack
 done
 
-echo "== summary (budget $MINUTES min each)"
+echo "== summary (budget $BUDGET_TEXT each)"
 "$PYTHON" - "$OUT_DIR" "${ARCHS[@]}" <<'EOF'
 import json, sys
 from pathlib import Path
