@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+import n3net.train.loop as loop
 from n3net.train.config import RunConfig
 
 # A 3-layer DnCNN with 8 features: milliseconds per step on 16x16 crops.
@@ -88,3 +89,27 @@ def make_config(tiny_root: Path, tmp_path: Path) -> Any:
         return tiny_config(tiny_root, tmp_path / name, **sections)
 
     return make
+
+
+@pytest.fixture
+def killed_after(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """``killed_after(config, steps, error=KeyboardInterrupt)``: train ``config`` until its step
+    ``steps + 1`` raises ``error`` (as a kill would), then put the real training step back."""
+
+    def run(config: RunConfig, steps: int, error: type[BaseException] = KeyboardInterrupt) -> None:
+        real, calls = loop.train_step, []
+
+        def crash(*args: Any, **kwargs: Any) -> torch.Tensor:
+            if len(calls) == steps:
+                raise error
+            calls.append(1)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(loop, "train_step", crash)
+        try:
+            with pytest.raises(error):
+                loop.train(config)
+        finally:
+            monkeypatch.setattr(loop, "train_step", real)
+
+    return run

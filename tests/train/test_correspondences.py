@@ -108,7 +108,7 @@ def test_essential_term_switches_on(tmp_path: Path) -> None:
     assert after.item() > before.item()
 
 
-def test_trains_and_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trains_and_resumes_exactly(tmp_path: Path, killed_after: Any) -> None:
     out = tmp_path / "straight"
     result = loop.train(_config(out))
     assert result.metric == "val_map" and result.steps == 8
@@ -123,18 +123,7 @@ def test_trains_and_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     # 8 steps straight == a checkpoint at step 4, a crash 2 steps later, a resume.
     interrupted = _config(tmp_path / "interrupted", ckpt_every=4)
-    real, calls = loop.train_step, []
-
-    def crash(*args: Any, **kwargs: Any) -> Tensor:
-        if len(calls) == 6:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "train_step", crash)
-    with pytest.raises(KeyboardInterrupt):
-        loop.train(interrupted)
-    monkeypatch.setattr(loop, "train_step", real)
+    killed_after(interrupted, 6)
     assert load_checkpoint(tmp_path / "interrupted" / "last.pt")["step"] == 6
     assert loop.train(interrupted, resume="auto").steps == 8
     a = load_checkpoint(out / "last.pt")

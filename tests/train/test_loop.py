@@ -69,19 +69,6 @@ class _Crash(Exception):
     pass
 
 
-def _crash_after(monkeypatch: pytest.MonkeyPatch, steps: int) -> None:
-    """Make train_step raise when called for step ``steps + 1`` (like a killed process)."""
-    real, calls = loop.train_step, []
-
-    def step(*args: Any, **kwargs: Any) -> torch.Tensor:
-        if len(calls) == steps:
-            raise _Crash
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "train_step", step)
-
-
 def _assert_same(a: Any, b: Any, where: str = "") -> None:
     if isinstance(a, torch.Tensor):
         assert torch.equal(a, b), where
@@ -98,16 +85,13 @@ def _assert_same(a: Any, b: Any, where: str = "") -> None:
 
 
 @pytest.mark.parametrize("sampler", ["device", "loader"])
-def test_exact_resume(make_config: Any, monkeypatch: pytest.MonkeyPatch, sampler: str) -> None:
+def test_exact_resume(make_config: Any, killed_after: Any, sampler: str) -> None:
     """12 steps straight == 6 steps, a crash 3 steps later, resume from step 6, 6 more."""
     sections = {"data": {"sampler": sampler}, "train": {"workers": 0, "ckpt_every": 6}}
     straight = make_config("straight", **sections)
     train(straight)
     interrupted = make_config("interrupted", **sections)
-    _crash_after(monkeypatch, 9)
-    with pytest.raises(_Crash):
-        train(interrupted)
-    monkeypatch.undo()
+    killed_after(interrupted, 9, _Crash)
     out = Path(interrupted.train.out_dir)
     assert load_checkpoint(out / "last.pt")["step"] == 6
     assert max(int(r["step"]) for r in _rows(out)) == 8  # rows past the checkpoint
@@ -123,19 +107,9 @@ def test_exact_resume(make_config: Any, monkeypatch: pytest.MonkeyPatch, sampler
     ]
 
 
-def test_interrupt_saves_checkpoint(make_config: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupt_saves_checkpoint(make_config: Any, killed_after: Any) -> None:
     config = make_config()
-    real, calls = loop.train_step, []
-
-    def step(*args: Any, **kwargs: Any) -> torch.Tensor:
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "train_step", step)
-    with pytest.raises(KeyboardInterrupt):
-        train(config)
+    killed_after(config, 5)
     assert load_checkpoint(Path(config.train.out_dir) / "last.pt")["step"] == 5
 
 

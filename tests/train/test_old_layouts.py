@@ -27,25 +27,12 @@ def _to_version_1(path: Path) -> None:
     atomic_save(state, path)
 
 
-def test_version_1_checkpoint_resumes_exactly(
-    make_config: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_version_1_checkpoint_resumes_exactly(make_config: Any, killed_after: Any) -> None:
     sections = {"task": {"sigma": 30.0}, "train": {"ckpt_every": 6}}
     straight = make_config("straight", **sections)
     loop.train(straight)
     old = make_config("old", **sections)
-    real, calls = loop.train_step, []
-
-    def crash(*args: Any, **kwargs: Any) -> torch.Tensor:
-        if len(calls) == 7:
-            raise RuntimeError("killed")
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "train_step", crash)
-    with pytest.raises(RuntimeError, match="killed"):
-        loop.train(old)
-    monkeypatch.setattr(loop, "train_step", real)
+    killed_after(old, 7, RuntimeError)
     last = Path(old.train.out_dir) / "last.pt"
     _to_version_1(last)
     assert torch.load(last, weights_only=True)["config"]["data"]["sigma"] == 30.0

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import torch
 
-import n3net.train.loop as loop
 from n3net.cli.main import main
 from n3net.degradations import bicubic_degrade
 from n3net.train.checkpoint import load_checkpoint
@@ -112,23 +111,12 @@ class _Crash(Exception):
 
 
 def test_killed_run_resumes_to_identical_weights(
-    tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_root: Path, tmp_path: Path, killed_after: Any
 ) -> None:
     straight = _config(tiny_root, tmp_path / "straight", train={"ckpt_every": 4})
     train(straight)
     interrupted = _config(tiny_root, tmp_path / "killed", train={"ckpt_every": 4})
-    real, calls = loop.train_step, []
-
-    def crashing(*args: Any, **kwargs: Any) -> torch.Tensor:
-        if len(calls) == 6:
-            raise _Crash
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "train_step", crashing)
-    with pytest.raises(_Crash):
-        train(interrupted)
-    monkeypatch.undo()
+    killed_after(interrupted, 6, _Crash)
     assert load_checkpoint(tmp_path / "killed" / "last.pt")["step"] == 4
     assert train(interrupted, resume="auto").steps == 8
     a = load_checkpoint(tmp_path / "straight" / "last.pt")["model"]

@@ -192,7 +192,7 @@ def test_config_of_a_registered_task(tmp_path: Path) -> None:
 
 
 def test_toy_task_trains_and_resumes_exactly(
-    tmp_path: Path, toy_model: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, toy_model: None, killed_after: Any
 ) -> None:
     straight = _config(tmp_path / "straight")
     result = loop.train(straight)
@@ -212,18 +212,7 @@ def test_toy_task_trains_and_resumes_exactly(
 
     # 16 steps straight == 8 steps with a checkpoint, a crash 2 steps later, a resume.
     interrupted = _config(tmp_path / "interrupted", ckpt_every=8)
-    real, calls = loop.train_step, []
-
-    def crash(*args: Any, **kwargs: Any) -> Tensor:
-        if len(calls) == 10:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "train_step", crash)
-    with pytest.raises(KeyboardInterrupt):
-        loop.train(interrupted)
-    monkeypatch.setattr(loop, "train_step", real)
+    killed_after(interrupted, 10)
     resumed_from = load_checkpoint(tmp_path / "interrupted" / "last.pt")["step"]
     assert resumed_from == 10  # an interrupt writes a checkpoint too; resume from it
     assert loop.train(interrupted, resume="auto").steps == 16
