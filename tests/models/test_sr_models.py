@@ -86,3 +86,12 @@ def test_residual_init_starts_as_the_identity_and_learns_everywhere() -> None:
 def test_unknown_init_is_refused() -> None:
     with pytest.raises(ValueError, match="init must be 'he' or 'residual'"):
         create_model("n3net-sr", init="authors")
+
+
+def test_vdsr_residual_init_starts_as_the_identity() -> None:
+    model = create_model("vdsr", init="residual", **TINY["vdsr"])
+    x = torch.rand(1, 1, 9, 11)
+    assert model.config["init"] == "residual" and torch.equal(model(x), x)
+    assert "init" not in create_model("vdsr", **TINY["vdsr"]).config  # "he", VDSR's own
+    with pytest.raises(ValueError, match="init must be 'he' or 'residual'"):
+        create_model("vdsr", init="zero")

@@ -11,6 +11,8 @@ a global residual, ``out = x + body(x)``.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor, nn
 
 from n3net.models._registry import register_model
@@ -68,6 +70,9 @@ class VDSR(VDSRBlock):
         channels: image channels (1: the Y channel).
         depth: conv layers (VDSR: 20).
         features: hidden channels (VDSR: 64).
+        init: ``"he"`` (VDSR's own: He fan-in normal weights, zero biases) or ``"residual"``
+            (the same with the last convolution at zero, so the network starts as the identity
+            on its bicubic input, as N3Net-SR's blocks do).
 
     Shape:
         x: (B, channels, H, W) -> (B, channels, H, W); H, W the high-resolution size.
@@ -78,11 +83,23 @@ class VDSR(VDSRBlock):
         torch.Size([1, 1, 12, 10])
     """
 
-    def __init__(self, channels: int = 1, depth: int = 20, features: int = 64) -> None:
+    def __init__(
+        self,
+        channels: int = 1,
+        depth: int = 20,
+        features: int = 64,
+        init: Literal["he", "residual"] = "he",
+    ) -> None:
         super().__init__(channels, channels, depth, features, residual=True)
+        if init not in ("he", "residual"):
+            raise ValueError(f"init must be 'he' or 'residual', got {init!r}")
         self.arch = "vdsr"
         self.config = dict(channels=channels, depth=depth, features=features)
+        if init != "he":
+            self.config["init"] = init
         init_dncnn_(self)  # He et al. normal init, zero biases, as VDSR
+        if init == "residual":
+            nn.init.zeros_(self.conv2.weight)
 
     # Geometry read by n3net.inference (tiles, memory budget), in high-resolution pixels.
     patch_grid = None
