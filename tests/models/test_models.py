@@ -271,3 +271,25 @@ def test_n3net_authors_init_starts_near_identity() -> None:
     assert create_model("n3net", init="dncnn").config["init"] == "dncnn"
     with pytest.raises(ValueError, match="init must be 'dncnn' or 'authors', got 'x'"):
         create_model("n3net", init="x")
+
+
+def test_dncnn_authors_init_starts_closer_to_the_input() -> None:
+    from n3net.models import create_model
+
+    torch.manual_seed(0)
+    clean = torch.rand(2, 1, 40, 40)
+    noisy = clean + 0.1 * torch.randn(2, 1, 40, 40)
+    losses = {}
+    for init in ("kaiming", "authors"):
+        torch.manual_seed(0)
+        model = create_model("dncnn", init=init).train()  # DnCNN-17
+        with torch.no_grad():
+            losses[init] = float(((model(noisy) - clean) ** 2).mean())
+    assert losses["authors"] < 0.6 * losses["kaiming"]  # 0.40 against 0.84 (noisy input: 0.01)
+    model = create_model("dncnn", init="authors", features=16)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    scales = torch.cat([m.weight.detach() for m in norms])
+    assert float(scales.min()) >= 0.025 and float(scales.max()) < 0.5
+    assert model.config["init"] == "authors" and "init" not in create_model("dncnn").config
+    with pytest.raises(ValueError, match="init must be 'kaiming' or 'authors', got 'x'"):
+        create_model("dncnn", init="x")

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from n3net.blocks.n3_image import N3Block2d
 from n3net.models._geometry import check_candidates, n3_reach
-from n3net.models.dncnn import DnCNNBlock, check_image
+from n3net.models.dncnn import DnCNNBlock, check_image, init_near_identity_
 from n3net.ops.windows import Impl
 
 __all__ = [
@@ -130,17 +130,8 @@ def init_authors_(model: nn.Module, features: int) -> None:
     starts close to its residual input. N3 blocks: embedding and temperature CNNs at PyTorch's
     default init, the logits batch-norm scale drawn from U(0, 1).
     """
-    std = (2.0 / (9 * features)) ** 0.5
     for block in model.blocks:
-        for m in block.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                with torch.no_grad():
-                    m.weight.normal_(0.0, std).abs_().clamp_(min=0.025)
-                nn.init.zeros_(m.bias)
+        init_near_identity_(block, features)
     init_n3_authors_(model)
 
 

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from n3net.models._registry import register_model
 
-__all__ = ["DnCNN", "DnCNNBlock", "check_image", "init_dncnn_"]
+__all__ = ["DnCNN", "DnCNNBlock", "check_image", "init_dncnn_", "init_near_identity_"]
 
 
 def check_image(x: Tensor, channels: int) -> None:
@@ -45,6 +45,26 @@ def init_dncnn_(module: nn.Module, method: Literal["kaiming", "orthogonal"] = "k
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
             nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def init_near_identity_(module: nn.Module, features: int) -> None:
+    """Initialise ``module``'s convolutions and batch norms as DnCNN's own training code does.
+
+    Conv weights He-normal over the fan-out, biases 0, batch-norm scales
+    ``max(|N(0, 2 / (9 * features))|, 0.025)`` and shifts 0: the batch-normalised layers start
+    small (the N3Net authors initialise their DnCNN blocks the same way, which starts their
+    N3Net near the identity; an untrained DnCNN-17 starts at half the error of He fan-in init).
+    """
+    std = (2.0 / (9 * features)) ** 0.5
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.weight.normal_(0.0, std).abs_().clamp_(min=0.025)
             nn.init.zeros_(m.bias)
 
 
@@ -142,6 +162,9 @@ class DnCNN(DnCNNBlock):
         features: hidden channels.
         out_channels: output channels (default ``channels``).
         residual: add the input to the output.
+        init: ``"kaiming"`` (:func:`init_dncnn_`: He fan-in, batch-norm scales 1) or
+            ``"authors"`` (:func:`init_near_identity_`: DnCNN's own training code's rule, which
+            the N3Net authors use for their DnCNN blocks too).
 
     Shape:
         x: (B, channels, H, W) -> (B, out_channels, H, W).
@@ -158,7 +181,10 @@ class DnCNN(DnCNNBlock):
         features: int = 64,
         out_channels: int | None = None,
         residual: bool = True,
+        init: Literal["kaiming", "authors"] = "kaiming",
     ) -> None:
+        if init not in ("kaiming", "authors"):
+            raise ValueError(f"init must be 'kaiming' or 'authors', got {init!r}")
         out = channels if out_channels is None else out_channels
         super().__init__(channels, out, depth, features, residual)
         self.arch = "dncnn"
@@ -169,7 +195,11 @@ class DnCNN(DnCNNBlock):
             out_channels=out_channels,
             residual=residual,
         )
-        init_dncnn_(self)
+        if init == "authors":
+            self.config["init"] = init
+            init_near_identity_(self, features)
+        else:
+            init_dncnn_(self)
 
     # Geometry read by n3net.inference (tiles, memory budget).
     patch_grid = None
