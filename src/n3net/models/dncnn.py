@@ -162,9 +162,10 @@ class DnCNN(DnCNNBlock):
         features: hidden channels.
         out_channels: output channels (default ``channels``).
         residual: add the input to the output.
-        init: ``"kaiming"`` (:func:`init_dncnn_`: He fan-in, batch-norm scales 1) or
-            ``"authors"`` (:func:`init_near_identity_`: DnCNN's own training code's rule, which
-            the N3Net authors use for their DnCNN blocks too).
+        init: ``"authors"`` (default; :func:`init_near_identity_`: DnCNN's own training code's
+            rule, which the N3Net authors use for their DnCNN blocks too; ahead of He fan-in at
+            every step-matched validation of a two-seed A/B, docs/training/recipe.md) or
+            ``"kaiming"`` (:func:`init_dncnn_`: He fan-in, batch-norm scales 1).
 
     Shape:
         x: (B, channels, H, W) -> (B, out_channels, H, W).
@@ -181,7 +182,7 @@ class DnCNN(DnCNNBlock):
         features: int = 64,
         out_channels: int | None = None,
         residual: bool = True,
-        init: Literal["kaiming", "authors"] = "kaiming",
+        init: Literal["authors", "kaiming"] = "authors",
     ) -> None:
         if init not in ("kaiming", "authors"):
             raise ValueError(f"init must be 'kaiming' or 'authors', got {init!r}")
@@ -196,9 +197,9 @@ class DnCNN(DnCNNBlock):
             residual=residual,
         )
         if init == "authors":
-            self.config["init"] = init
             init_near_identity_(self, features)
         else:
+            self.config["init"] = init
             init_dncnn_(self)
 
     # Geometry read by n3net.inference (tiles, memory budget).
