@@ -11,7 +11,7 @@ geometry every caller of such a model reads (receptive field, patch grid, memory
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -162,6 +162,30 @@ class PatchChain(nn.Module):
     blocks: nn.ModuleList
     n3: nn.ModuleList
     scale = 1
+
+    def _build_chain(self, block: type[DnCNNBlock], config: dict[str, Any]) -> None:
+        """Set ``config``, ``channels``, ``blocks`` (``block`` instances, see
+        :func:`block_chain`) and ``n3`` (:func:`image_n3_blocks`) from an N3Net-style config."""
+        c = self.config = config
+        self.channels = c["channels"]
+        self.blocks = block_chain(
+            block, c["channels"], c["nl_channels"], c["k"], c["n_blocks"], c["depth"], c["features"]
+        )
+        self.n3 = image_n3_blocks(
+            c["n_blocks"] - 1,
+            c["nl_channels"],
+            c["k"],
+            c["patch_size"],
+            c["stride"],
+            c["search_window"],
+            embed_channels=c["embed_channels"],
+            embed_features=c["embed_features"],
+            embed_depth=c["embed_depth"],
+            temperature_scale=c["temperature_scale"],
+            temperature_at=c["temperature_at"],
+            rule=c.get("rule", "continuous"),
+            impl=c["impl"],
+        )
 
     @property
     def receptive_radius(self) -> int:

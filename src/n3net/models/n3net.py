@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from n3net.models._chain import PatchChain, block_chain, image_n3_blocks, init_authors_
+from n3net.models._chain import PatchChain, init_authors_
 from n3net.models._registry import register_model
 from n3net.models.dncnn import DnCNNBlock, init_dncnn_
 from n3net.ops.windows import Impl
@@ -80,7 +80,7 @@ class N3NetDenoiser(PatchChain):
         if init not in ("dncnn", "authors"):
             raise ValueError(f"init must be 'dncnn' or 'authors', got {init!r}")
         self.arch = "n3net"
-        self.config = dict(
+        config = dict(
             channels=channels,
             k=k,
             patch_size=patch_size,
@@ -98,25 +98,9 @@ class N3NetDenoiser(PatchChain):
             rule=rule,
             impl=impl,
         )
+        self._build_chain(DnCNNBlock, config)
         if init != "authors":
             self.config["init"] = init
-        self.channels = channels
-        self.blocks = block_chain(DnCNNBlock, channels, nl_channels, k, n_blocks, depth, features)
-        self.n3 = image_n3_blocks(
-            n_blocks - 1,
-            nl_channels,
-            k,
-            patch_size,
-            stride,
-            search_window,
-            embed_channels=embed_channels,
-            embed_features=embed_features,
-            embed_depth=embed_depth,
-            temperature_scale=temperature_scale,
-            temperature_at=temperature_at,
-            rule=rule,
-            impl=impl,
-        )
         if init == "dncnn":
             init_dncnn_(self)
         else:

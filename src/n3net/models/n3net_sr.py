@@ -17,7 +17,7 @@ from typing import Literal
 
 from torch import nn
 
-from n3net.models._chain import PatchChain, block_chain, image_n3_blocks, init_n3_authors_
+from n3net.models._chain import PatchChain, init_n3_authors_
 from n3net.models._registry import register_model
 from n3net.models.dncnn import init_dncnn_
 from n3net.models.vdsr import VDSRBlock
@@ -90,7 +90,7 @@ class N3NetSR(PatchChain):
         if init not in ("he", "residual"):
             raise ValueError(f"init must be 'he' or 'residual', got {init!r}")
         self.arch = "n3net-sr"
-        self.config = dict(
+        config = dict(
             channels=channels,
             k=k,
             patch_size=patch_size,
@@ -107,24 +107,9 @@ class N3NetSR(PatchChain):
             temperature_scale=temperature_scale,
             impl=impl,
         )
+        self._build_chain(VDSRBlock, config)
         if init != "residual":
             self.config["init"] = init
-        self.channels = channels
-        self.blocks = block_chain(VDSRBlock, channels, nl_channels, k, n_blocks, depth, features)
-        self.n3 = image_n3_blocks(
-            n_blocks - 1,
-            nl_channels,
-            k,
-            patch_size,
-            stride,
-            search_window,
-            embed_channels=embed_channels,
-            embed_features=embed_features,
-            embed_depth=embed_depth,
-            temperature_scale=temperature_scale,
-            temperature_at=temperature_at,
-            impl=impl,
-        )
         init_dncnn_(self)  # VDSR's He (fan-in) init everywhere, N3 blocks included
         if init == "residual":
             for block in self.blocks:
