@@ -11,7 +11,7 @@ geometry every caller of such a model reads (receptive field, patch grid, memory
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -19,12 +19,10 @@ from torch import Tensor, nn
 from n3net.blocks.n3_image import N3Block2d
 from n3net.models._geometry import check_candidates, n3_reach
 from n3net.models.dncnn import DnCNNBlock, check_image, init_near_identity_
-from n3net.ops.windows import Impl
 
 __all__ = [
     "PatchChain",
     "block_chain",
-    "image_n3_blocks",
     "init_authors_",
     "init_n3_authors_",
     "run_chain",
@@ -60,46 +58,6 @@ def block_chain(
         c_out = channels if i == n_blocks - 1 else nl_channels
         blocks.append(block(c_in, c_out, depth, features))
     return blocks
-
-
-def image_n3_blocks(
-    count: int,
-    nl_channels: int,
-    k: int,
-    patch_size: int,
-    stride: int,
-    search_window: int,
-    *,
-    embed_channels: int,
-    embed_features: int,
-    embed_depth: int,
-    temperature_scale: float,
-    temperature_at: Literal["mean"] | int,
-    rule: Literal["continuous", "hard", "stochastic", "concrete"] = "continuous",
-    impl: Impl = "auto",
-) -> nn.ModuleList:
-    """``count`` N3 blocks of N3Net (§5.1): learned embedding and temperature CNNs,
-    batch-normalised logits, output ``[Y, N_1 - Y, ..., N_k - Y]`` of ``nl_channels * (k + 1)``
-    channels."""
-    return nn.ModuleList(
-        N3Block2d(
-            nl_channels,
-            k,
-            patch_size,
-            stride,
-            search_window,
-            embed_channels=embed_channels,
-            embed_features=embed_features,
-            embed_depth=embed_depth,
-            temperature_scale=temperature_scale,
-            temperature_at=temperature_at,
-            logits_batchnorm=True,
-            output="residual",
-            rule=rule,
-            impl=impl,
-        )
-        for _ in range(count)
-    )
 
 
 def run_chain(
@@ -165,26 +123,32 @@ class PatchChain(nn.Module):
 
     def _build_chain(self, block: type[DnCNNBlock], config: dict[str, Any]) -> None:
         """Set ``config``, ``channels``, ``blocks`` (``block`` instances, see
-        :func:`block_chain`) and ``n3`` (:func:`image_n3_blocks`) from an N3Net-style config."""
+        :func:`block_chain`) and ``n3`` (``n_blocks - 1`` N3 blocks whose output
+        ``[Y, N_1 - Y, ..., N_k - Y]`` has ``nl_channels * (k + 1)`` channels) from an
+        N3Net-style config."""
         c = self.config = config
         self.channels = c["channels"]
         self.blocks = block_chain(
             block, c["channels"], c["nl_channels"], c["k"], c["n_blocks"], c["depth"], c["features"]
         )
-        self.n3 = image_n3_blocks(
-            c["n_blocks"] - 1,
-            c["nl_channels"],
-            c["k"],
-            c["patch_size"],
-            c["stride"],
-            c["search_window"],
-            embed_channels=c["embed_channels"],
-            embed_features=c["embed_features"],
-            embed_depth=c["embed_depth"],
-            temperature_scale=c["temperature_scale"],
-            temperature_at=c["temperature_at"],
-            rule=c.get("rule", "continuous"),
-            impl=c["impl"],
+        self.n3 = nn.ModuleList(  # N3Net's N3 blocks (§5.1): learned embedding, BN logits
+            N3Block2d(
+                c["nl_channels"],
+                c["k"],
+                c["patch_size"],
+                c["stride"],
+                c["search_window"],
+                embed_channels=c["embed_channels"],
+                embed_features=c["embed_features"],
+                embed_depth=c["embed_depth"],
+                temperature_scale=c["temperature_scale"],
+                temperature_at=c["temperature_at"],
+                logits_batchnorm=True,
+                output="residual",
+                rule=c.get("rule", "continuous"),
+                impl=c["impl"],
+            )
+            for _ in range(c["n_blocks"] - 1)
         )
 
     @property
