@@ -94,22 +94,24 @@ def make_config(tiny_root: Path, tmp_path: Path) -> Any:
 @pytest.fixture
 def killed_after(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     """``killed_after(config, steps, error=KeyboardInterrupt)``: train ``config`` until its step
-    ``steps + 1`` raises ``error`` (as a kill would), then put the real training step back."""
+    ``steps + 1`` raises ``error`` (as a kill would) and check that this very error ended the
+    run, then put the real training step back."""
 
     def run(config: RunConfig, steps: int, error: type[BaseException] = KeyboardInterrupt) -> None:
-        real, calls = loop.train_step, []
+        real, calls, kill = loop.train_step, [], error()
 
         def crash(*args: Any, **kwargs: Any) -> torch.Tensor:
             if len(calls) == steps:
-                raise error
+                raise kill
             calls.append(1)
             return real(*args, **kwargs)
 
         monkeypatch.setattr(loop, "train_step", crash)
         try:
-            with pytest.raises(error):
+            with pytest.raises(error) as raised:
                 loop.train(config)
         finally:
             monkeypatch.setattr(loop, "train_step", real)
+        assert raised.value is kill  # this kill, not another error of the same type
 
     return run
