@@ -10,7 +10,8 @@ One call does everything, resuming what an earlier call with the same OUT_DIR le
 1. ``n3net train --task sr`` for each of ``--archs`` (vdsr, n3net-sr) with the same STEPS, seed
    and batches (the batches are a function of the seed and the step), the task's default
    optimisation (Adam, ``--preset budget``; ``--preset paper`` for the paper's SGD), batch 8
-   on a CPU and 32 on CUDA, bf16 autocast and channels-last, into ``OUT_DIR/<arch>/``
+   on a CPU and 32 on CUDA, bf16 autocast and channels-last where the device computes bf16
+   natively (``--amp auto``; float32 elsewhere), into ``OUT_DIR/<arch>/``
    (``model.safetensors`` = best validation weights, ``last.safetensors``, ``last.pt``,
    ``log.csv``, ``curves.png``, ``summary.json``, ``config.json``, ``train.log``). On a CPU
    the two runs go side by side with one thread each (``--jobs``, ``--threads``); on CUDA one
@@ -286,8 +287,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", help="the sr task's preset (default: the task's, budget)")
     parser.add_argument("--optimizer", choices=("sgd", "adam"), help="default: the task's")
-    parser.add_argument("--amp", default="bf16", choices=("bf16", "none"))
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--amp", default="auto", choices=("auto", "bf16", "none"), help="auto: bf16 where native"
+    )
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="default: with bf16 (it slows float32 convolutions on an AVX2 CPU)",
+    )
     parser.add_argument("--val-every", type=int, default=None, help="default: STEPS / 10")
     parser.add_argument("--log-every", type=int, default=None, help="default: STEPS / 100")
     parser.add_argument("--ckpt-minutes", type=float, default=10.0)
@@ -330,6 +337,13 @@ def main(argv: list[str] | None = None) -> int:
     args.val_every = args.val_every or max(1, args.steps // 10)
     args.log_every = args.log_every or max(1, args.steps // 100)
     args.device = resolve_device(args.device)
+    import torch
+
+    from n3net.train.precision import resolve_amp
+
+    args.amp = resolve_amp(args.amp, torch.device(args.device))
+    if args.channels_last is None:
+        args.channels_last = args.amp == "bf16"
     cuda = args.device.startswith("cuda")
     parallel = args.jobs or (1 if cuda else 2)
     args.batch_size = args.batch_size or (32 if cuda else 8)

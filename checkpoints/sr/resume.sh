@@ -18,13 +18,18 @@ case "$run" in
   *) echo "resume.sh: unknown run '$run' (vdsr or n3net-sr)" >&2; exit 2 ;;
 esac
 out="$root/runs/sr/$run"
+# bf16 autocast and channels-last pay only where the CPU computes bf16 natively (AVX512-BF16 or
+# AMX); elsewhere bf16 is emulated, ~12x slower than float32, and the run continues in float32.
+if python -c 'import sys, torch; from n3net.train.precision import native_bf16
+sys.exit(not native_bf16(torch.device("cpu")))'; then amp=bf16 layout=--channels-last
+else amp=none layout=--no-channels-last; fi
 mkdir -p "$out"
 if [[ ! -f "$out/last.pt" && -f "$here/$run/last.pt" ]]; then
   cp "$here/$run/last.pt" "$here/$run/log.csv" "$out/"
 fi
 cd "$root"
 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nohup nice -n 5 n3net train --task sr "${model[@]}" \
-  --batch-size 8 --max-steps 5000 --device cpu --amp bf16 --channels-last --seed 0 \
+  --batch-size 8 --max-steps 2500 --device cpu --amp "$amp" "$layout" --seed 0 \
   --set train.val_every=250 --set train.log_every=50 --set train.ckpt_every=0 \
   --set train.ckpt_minutes=10 --set train.tensorboard=false --set 'train.progress="lines"' \
   --out "$out" --resume auto >> "$out.log" 2>&1 &

@@ -81,7 +81,7 @@ def test_parse_set(assignment: str, expected: dict) -> None:
         (["train.batchsize=1"], "unknown key train.batchsize"),
         (["train.batch_size=abc"], "train.batch_size must be an integer, got 'abc'"),
         (["train.batch_size=0"], "train.batch_size must be > 0, got 0"),
-        (["train.amp=fp16"], "train.amp must be one of none, bf16, got 'fp16'"),
+        (["train.amp=fp16"], "train.amp must be one of none, bf16, auto, got 'fp16'"),
         (["data.preset=other"], "data.preset must be one of paper, dncnn"),
         (["data.val_dir=/x/bsd68"], "data.val_dir must not be a test set"),
         (["train.betas=[0.9]"], "train.betas must be two values"),

@@ -16,6 +16,7 @@ from torch import nn
 
 import n3net.train.loop as loop
 from n3net.models import load_model
+from n3net.train import precision
 from n3net.train.checkpoint import load_checkpoint
 from n3net.train.loop import train
 
@@ -48,6 +49,28 @@ def test_run_writes_outputs(make_config: Any) -> None:
     state = load_checkpoint(out / "last.pt")
     assert state["step"] == 12 and state["best"]["step"] == result.best_step
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_records_what_it_resolved_to(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any, native: bool
+) -> None:
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    config = make_config(train={"amp": "auto", "max_steps": 2, "val_every": 0})
+    train(config)
+    saved = json.loads((Path(config.train.out_dir) / "config.json").read_text())
+    assert saved["train"]["amp"] == ("bf16" if native else "none")
+    assert config.train.amp == "auto"  # the caller's config is left as it was
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_emulated_bf16_is_warned_about(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    train(make_config(train={"amp": "bf16", "max_steps": 1, "val_every": 0}))
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "bf16 autocast is emulated" in warnings[0]
 
 
 def test_n3net_bf16_channels_last(make_config: Any) -> None:

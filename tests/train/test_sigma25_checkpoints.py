@@ -35,10 +35,12 @@ def test_checkpoint_matches_resume_script(run: str) -> None:
     assert (config.model.arch, config.task.loss_scale) == EXPECTED[run]
     train = config.train
     assert (train.batch_size, train.max_steps, train.lr_hold, train.seed) == (8, 40000, 0.5, 0)
-    assert (train.amp, train.channels_last, train.weight_decay) == ("bf16", True, 1e-4)
+    # bf16 + channels-last where the CPU computes bf16 natively, float32 elsewhere (resume.sh)
+    assert (train.amp, train.channels_last) in {("bf16", True), ("none", False)}
+    assert train.weight_decay == 1e-4
     script = (ROOT / "resume.sh").read_text()
     for flag in ("--batch-size 8", "--max-steps 40000", "train.lr_hold=0.5", "--seed 0",
-                 "--amp bf16", "--channels-last", "--sigma 25"):  # fmt: skip
+                 '--amp "$amp"', "native_bf16", "--sigma 25"):  # fmt: skip
         assert flag in script
     with (ROOT / run / "log.csv").open() as file:
         rows = list(csv.DictReader(file))

@@ -120,7 +120,10 @@ class TrainConfig:
             normalisation scales only, never on biases.
         betas: Adam's two moment coefficients.
         seed: seed of the initialisation and of the data stream.
-        amp: none or bf16 (autocast; the loss is computed in float32).
+        amp: none, bf16 (autocast; the loss is computed in float32) or auto (bf16 where the
+            device computes it natively: CUDA with bf16, a CPU with AVX512-BF16 or AMX; none
+            elsewhere, where emulated bf16 is many times slower than float32). The run
+            records the precision it resolved to.
         channels_last: convert the model and its image inputs to the channels-last memory format.
         device: auto (cuda when available), cpu, cuda or cuda:N.
         workers: DataLoader worker processes for data.sampler = loader (0: in-process).
@@ -145,7 +148,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     seed: int = 0
-    amp: Literal["none", "bf16"] = "none"
+    amp: Literal["none", "bf16", "auto"] = "none"
     channels_last: bool = False
     device: str = "auto"
     workers: int = 0

@@ -27,7 +27,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from n3net.train.checkpoint import (
 from n3net.train.config import RunConfig
 from n3net.train.logs import TrainLog
 from n3net.train.optim import GradientClip, Optimisation, Progress
+from n3net.train.precision import emulated_bf16_warning, resolve_amp
 from n3net.train.state import Budget, RunState
 from n3net.train.tasks import Forward, Task, task_class
 
@@ -258,6 +259,7 @@ def _train(
     resume: str | None,
     overwrite: bool,
 ) -> TrainResult:
+    config = replace(config, train=replace(config.train, amp=resolve_amp(config.train.amp, device)))
     run = RunState(config, info, device)
     resume_path = _check_out_dir(run.out_dir, resume, overwrite)
     if config.train.batch_size % info.world_size:
@@ -278,6 +280,9 @@ def _train(
     trained = dist_utils.wrap_model(model, info, device, config.train.sync_bn)
     batches = task.batches(run.step, info.rank, info.world_size, device)
     log = _open_log(run, task, resume_path) if info.is_main else None
+    warning = emulated_bf16_warning(config.train.amp, device)
+    if log is not None and warning:
+        log.message(warning)
     try:
         with _stop_signals_interrupt():
             _Steps(run, task, model, trained, optimisation, log).run(batches)
