@@ -97,7 +97,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--essential-after", type=int, help="step of the essential loss (default: 20 %% of steps)"
     )
-    parser.add_argument("--amp", choices=("none", "bf16"), default="none")
+    parser.add_argument("--amp", choices=("none", "bf16", "auto"), default="none")
     parser.add_argument(
         "--max-minutes",
         type=float,

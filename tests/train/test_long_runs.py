@@ -1,0 +1,135 @@
+"""The long CPU runs of ``checkpoints/``: what their resume scripts launch, and that every
+committed checkpoint loads safely and is the run its script continues.
+
+The resume scripts run for real against a stand-in ``n3net`` on the PATH, which records the
+``n3net train`` arguments and prints the configuration they resolve to. A family's folder
+(``checkpoints/sigma25``, ``checkpoints/sr``) goes once its weights ship; these tests then
+follow what is left.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from n3net.train.checkpoint import load_checkpoint
+from n3net.train.config import RunConfig
+from n3net.train.precision import native_bf16
+
+CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
+FAMILIES = sorted(path.parent.name for path in CHECKPOINTS.glob("*/resume.sh"))
+COMMITTED = sorted(
+    (path.parents[1].name, path.parent.name) for path in CHECKPOINTS.glob("*/*/last.pt")
+)
+# what each script may start: run name -> (architecture, loss scale of the denoising runs)
+RUNS = {
+    "sigma25": {"n3net-ls800": ("n3net", 800.0), "n3net-ls1": ("n3net", 1.0),
+                "dncnn-ls800": ("dncnn", 800.0)},
+    "sr": {"vdsr": ("vdsr", None), "n3net-sr": ("n3net-sr", None)},
+}  # fmt: skip
+# fields a machine or a folder decides, not the run: precision (resume.sh picks it by the CPU)
+MACHINE_FIELDS = {("data", "root"), ("train", "out_dir"), ("train", "amp"),
+                  ("train", "channels_last")}  # fmt: skip
+
+STAND_IN = """#!/bin/sh
+printf '%s\\n' "$@" > "$RECORD/args.txt"
+python -m n3net "$@" --print-config > "$RECORD/config.json"
+touch "$RECORD/done"
+"""
+
+
+def _launch(tmp_path: Path, family: str, run: str) -> tuple[list[str], dict, Path]:
+    """Run ``checkpoints/FAMILY/resume.sh RUN`` in a copy of the tree; its args and config."""
+    root = tmp_path / "repo"
+    (root / "checkpoints" / family).mkdir(parents=True)
+    shutil.copy(CHECKPOINTS / "background.sh", root / "checkpoints")
+    shutil.copy(CHECKPOINTS / family / "resume.sh", root / "checkpoints" / family)
+    committed = root / "checkpoints" / family / run
+    committed.mkdir()
+    (committed / "last.pt").write_bytes(b"committed checkpoint")
+    (committed / "log.csv").write_text("step\n250\n")
+    bin_dir, record = tmp_path / "bin", tmp_path / "record"
+    bin_dir.mkdir()
+    record.mkdir()
+    (bin_dir / "n3net").write_text(STAND_IN)
+    (bin_dir / "n3net").chmod(0o755)
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "RECORD": str(record)}  # fmt: skip
+    env.pop("N3NET_DATA", None)
+    script = root / "checkpoints" / family / "resume.sh"
+    started = subprocess.run([str(script), run], env=env, capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith(f"started {family}/{run} (pid ")
+    deadline = time.monotonic() + 120
+    while not (record / "done").exists():  # the stand-in runs in the background
+        assert time.monotonic() < deadline, (root / "runs" / family / f"{run}.log").read_text()
+        time.sleep(0.1)
+    args = (record / "args.txt").read_text().splitlines()
+    return args, json.loads((record / "config.json").read_text()), root
+
+
+def _flat(config: dict) -> dict[tuple[str, str], object]:
+    return {
+        (section, key): value
+        for section, values in config.items()
+        for key, value in values.items()
+        if (section, key) not in MACHINE_FIELDS
+    }
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_resume_script_starts_each_run_in_the_background(tmp_path: Path, family: str) -> None:
+    run, (arch, _) = next(iter(RUNS[family].items()))
+    args, config, root = _launch(tmp_path, family, run)
+    out = root / "runs" / family / run
+    assert args[0] == "train"
+    assert args[args.index("--out") + 1] == str(out)
+    assert args[args.index("--resume") + 1] == "auto"
+    assert config["model"]["arch"] == arch
+    # the committed checkpoint was copied there on first use
+    assert (out / "last.pt").read_bytes() == b"committed checkpoint"
+    assert (out / "log.csv").read_text() == "step\n250\n"
+    # bf16 + channels-last only where this CPU computes bf16 natively
+    native = native_bf16(torch.device("cpu"))
+    assert (config["train"]["amp"], config["train"]["channels_last"]) == (
+        ("bf16", True) if native else ("none", False)
+    )
+    assert (config["train"]["device"], config["train"]["ckpt_minutes"]) == ("cpu", 10.0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_an_unknown_run_is_refused(family: str) -> None:
+    done = subprocess.run(
+        [str(CHECKPOINTS / family / "resume.sh"), "nonsense"], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("resume.sh: unknown run 'nonsense'")
+
+
+@pytest.mark.parametrize(("family", "run"), COMMITTED)
+def test_committed_checkpoint_is_the_run_its_script_continues(
+    tmp_path: Path, family: str, run: str
+) -> None:
+    folder = CHECKPOINTS / family / run
+    state = load_checkpoint(folder / "last.pt")  # weights_only=True
+    saved = RunConfig.from_dict(state["config"]).to_dict()
+    _, launched, _ = _launch(tmp_path, family, run)
+    assert _flat(saved) == _flat(launched)
+    arch, loss_scale = RUNS[family][run]
+    assert saved["model"]["arch"] == arch
+    if loss_scale is not None:
+        assert saved["task"]["loss_scale"] == loss_scale
+    with (folder / "log.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert rows and int(rows[-1]["step"]) <= state["step"]
