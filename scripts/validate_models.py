@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config = RunConfig.from_dict(json.loads(args.config.read_text()))
     task = task_class(config.task.name)(config)
-    task.load(with_validation=True)
+    task.load(with_validation=True, with_training=False)
     if not task.has_validation:
         print(f"error: the run of {args.config} holds out no validation images", file=sys.stderr)
         return 2

@@ -149,3 +149,19 @@ def test_command_line_run_then_upscale(
     assert Upscaler(out, 3).upscale_tensor(torch.rand(1, 3, 5, 4)).shape == (1, 3, 15, 12)
     with pytest.raises(ValueError, match="trained for scales 2, 3, not 4"):
         Upscaler(out, 4)
+
+
+@pytest.mark.parametrize("task_name", ["denoise", "sr"])
+def test_validation_only_load_reads_the_same_held_out_images(
+    task_name: str, tiny_root: Path, tmp_path: Path, make_config: Any
+) -> None:
+    """``with_training=False`` (scripts/validate_models.py) skips the bank, not the hold-out."""
+    config = _config(tiny_root, tmp_path) if task_name == "sr" else make_config()
+    full, validation_only = task_class(task_name)(config), task_class(task_name)(config)
+    full.load(with_validation=True)
+    validation_only.load(with_validation=True, with_training=False)
+    assert len(full.bank) > 0 and len(validation_only.bank) == 0
+    assert validation_only.val_count == full.val_count == 2
+    assert len(validation_only.val_images) == len(full.val_images) == 2
+    for kept, alone in zip(full.val_images, validation_only.val_images, strict=True):
+        assert torch.equal(kept, alone)

@@ -128,7 +128,8 @@ class CorrespondencesTask(Task):
 
     options: CorrespondencesConfig
 
-    def load(self, with_validation: bool) -> None:
+    def load(self, with_validation: bool, with_training: bool = True) -> None:
+        # training pairs are generated when first drawn: nothing to skip without them
         self.synthetic = SyntheticConfig(num_points=self.options.points)
         self._cache: dict[int, dict[str, Any]] = {}
         self.val_pairs: list[dict[str, Any]] = []

@@ -79,6 +79,13 @@ class ImageBank:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    @staticmethod
+    def empty() -> ImageBank:
+        """A bank of no images (a task loaded for validation only)."""
+        return ImageBank(
+            torch.zeros(0, 0, 0, dtype=torch.uint8), torch.zeros(0, 2, dtype=torch.int64), []
+        )
+
     def to(self, device: torch.device | str) -> ImageBank:
         """Return the bank with its tensors on ``device``."""
         return ImageBank(self.images.to(device), self.sizes.to(device), self.names)

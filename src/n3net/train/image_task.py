@@ -26,6 +26,7 @@ from n3net.data.protocol import load_gray_protocol
 from n3net.train.data import (
     BatchPlan,
     DeviceSampler,
+    ImageBank,
     LoaderSampler,
     MakePair,
     list_training_images,
@@ -59,7 +60,7 @@ class DegradedPairs:
 class ImageTask(Task):
     """A task trained on crops of the images of ``data.train_dirs`` (see the module docstring)."""
 
-    def load(self, with_validation: bool) -> None:
+    def load(self, with_validation: bool, with_training: bool = True) -> None:
         """List the images, hold some out for validation, read the training ones into memory."""
         data = self.config.data
         files = list_training_images([self.config.resolve_path(d) for d in data.train_dirs])
@@ -70,7 +71,7 @@ class ImageTask(Task):
             if data.val_images and not held_out:
                 raise ValueError(f"data.val_images={data.val_images} leaves no training images")
             files, val_files = files[: len(files) - held_out], files[len(files) - held_out :]
-        self.bank = load_bank(files, data.crop_size)
+        self.bank = load_bank(files, data.crop_size) if with_training else ImageBank.empty()
         self.val_count = len(val_files)
         self.val_images = [load_gray_protocol(p) for p in val_files] if with_validation else []
 

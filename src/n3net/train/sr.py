@@ -49,7 +49,7 @@ from n3net.degradations.bicubic import (
     crop_to_scale,
 )
 from n3net.eval.sr import load_luminance, sr_psnr
-from n3net.train.data import MakePair, list_training_images, load_bank
+from n3net.train.data import ImageBank, MakePair, list_training_images, load_bank
 from n3net.train.image_task import DegradedPairs, ImageTask
 from n3net.train.optim import (
     ClipGradByLr,
@@ -164,7 +164,7 @@ class SRTask(ImageTask):
         self.columns = ("val_psnr", *(f"val_psnr_x{s}" for s in scales))
 
     # Data -------------------------------------------------------------------------------------
-    def load(self, with_validation: bool) -> None:
+    def load(self, with_validation: bool, with_training: bool = True) -> None:
         """Read the training luminance (images smaller than a crop left out) and validation."""
         data = self.config.data
         files = list_training_images([self.config.resolve_path(d) for d in data.train_dirs])
@@ -175,11 +175,13 @@ class SRTask(ImageTask):
             if data.val_images and not held_out:
                 raise ValueError(f"data.val_images={data.val_images} leaves no training images")
             files, val_files = files[: len(files) - held_out], files[len(files) - held_out :]
-        kept = [path for path in files if min(image_size(path)) >= data.crop_size]
-        self.skipped = len(files) - len(kept)
-        if not kept:
-            raise ValueError(f"no training image is at least crop_size {data.crop_size} px")
-        self.bank = load_bank(kept, data.crop_size, read=load_luminance)
+        self.bank, self.skipped = ImageBank.empty(), 0
+        if with_training:
+            kept = [path for path in files if min(image_size(path)) >= data.crop_size]
+            self.skipped = len(files) - len(kept)
+            if not kept:
+                raise ValueError(f"no training image is at least crop_size {data.crop_size} px")
+            self.bank = load_bank(kept, data.crop_size, read=load_luminance)
         self.val_count = len(val_files)
         self.val_images = [self._validation_image(p) for p in val_files] if with_validation else []
 

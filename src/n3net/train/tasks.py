@@ -132,8 +132,12 @@ class Task(ABC):
 
     # Data -------------------------------------------------------------------------------------
     @abstractmethod
-    def load(self, with_validation: bool) -> None:
-        """Read the training data (and, when asked, the validation data: rank 0 only)."""
+    def load(self, with_validation: bool, with_training: bool = True) -> None:
+        """Read the training data (and, when asked, the validation data: rank 0 only).
+
+        ``with_training=False`` reads only what validation needs (which images are held out
+        still follows from the full training listing), for scoring models as a run validates.
+        """
 
     @property
     @abstractmethod
