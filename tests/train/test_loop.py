@@ -252,3 +252,20 @@ def test_skipped_step_keeps_batchnorm_statistics() -> None:
     poisoned = torch.full_like(clean, math.nan)
     loop.train_step(model, optimizer, lambda: F.mse_loss(model(poisoned), clean))
     _assert_same(model.state_dict(), before, "model")
+
+
+def test_progress_lines_between_log_rows(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """Slow steps or a long log_every still show progress (a line at most every 30 s)."""
+    import n3net.train.logs as logs
+
+    monkeypatch.setattr(logs, "_LINE_SECONDS", 0.0)  # every step is "30 s later"
+    config = make_config(train={"progress": "lines", "log_every": 100, "max_steps": 3,
+                                "val_every": 0})  # fmt: skip
+    train(config)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]
+    steps = [line.split("] step ")[1].split()[0] for line in lines]  # "[ 33.3%] step 1 loss"
+    assert steps == ["1", "2", "3"]
+    assert all(" loss " in line and " img/s" in line for line in lines)
+    assert [int(row["step"]) for row in _rows(Path(config.train.out_dir))] == [3]

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["TrainLog", "csv_fields", "plot_curves", "read_log"]
-_LINE_SECONDS = 30.0
+_LINE_SECONDS = 30.0  # "lines" progress: at most one line per that many seconds
+_BAR_SECONDS = 1.0  # the bar between log rows
 
 
 def read_log(path: str | Path) -> list[dict[str, str]]:
@@ -83,7 +84,7 @@ class TrainLog:
             progress = "bar" if sys.stderr.isatty() else "lines"
         self.mode = progress
         self._bar: Any = None
-        self._last_line = -math.inf
+        self._last_line = self._last_bar = -math.inf
         if progress == "bar":
             from tqdm.auto import tqdm
 
@@ -112,6 +113,17 @@ class TrainLog:
                 if values.get(key) is not None:
                     self._writer.add_scalar(f"train/{key}", values[key], step)
 
+    def progress_due(self) -> bool:
+        """Whether :meth:`progress` would show something now: for updates between log rows.
+
+        The bar moves at most every second then, the lines come at most every 30 s, so that a
+        run of slow steps (or a long ``log_every``) still shows it is alive.
+        """
+        now = time.monotonic()
+        if self._bar is not None:
+            return now - self._last_bar >= _BAR_SECONDS
+        return self.mode == "lines" and now - self._last_line >= _LINE_SECONDS
+
     def progress(self, fraction: float, step: int, loss: float, lr: float, rate: float) -> None:
         """Update the progress bar, or print a line at most every 30 s."""
         text = f"step {step} loss {loss:.3e} lr {lr:.2e} {rate:.0f} img/s"
@@ -119,6 +131,7 @@ class TrainLog:
             self._bar.n = min(1000, int(fraction * 1000))
             self._bar.set_postfix_str(text, refresh=False)
             self._bar.refresh()
+            self._last_bar = time.monotonic()
         elif self.mode == "lines" and time.monotonic() - self._last_line >= _LINE_SECONDS:
             self._last_line = time.monotonic()
             print(f"[{100 * fraction:5.1f}%] {text}", file=sys.stderr, flush=True)

@@ -362,19 +362,31 @@ class _Steps:
             self._sync_clock()
             self.budget.observe(run.step, self.synced_train_s)
             run.budget_state = self.budget.state()
-            finished = self.budget.progress(run.step, self.synced_train_s) >= 1
+            done = self.budget.progress(run.step, self.synced_train_s)
+            finished = done >= 1
             validate_now = self.task.has_validation and (
                 finished or (train.val_every > 0 and run.step % train.val_every == 0)
             )
             if finished or validate_now or run.step % train.log_every == 0:
                 self._row(fraction, validate_now)
                 self.window_start, self.window_step = run.elapsed, run.step
+            elif self.log is not None and self.loss_count and self.log.progress_due():
+                self._progress_between_rows(done)
             due = (train.ckpt_every > 0 and run.step % train.ckpt_every == 0) or (
                 train.ckpt_minutes > 0 and run.elapsed - last_ckpt_time >= train.ckpt_minutes * 60
             )
             if run.info.is_main and (due or finished):
                 run.checkpoint(self.task, self.model, self.optimisation.optimizer)
                 last_ckpt_time = run.elapsed
+
+    def _progress_between_rows(self, fraction: float) -> None:
+        """Show the steps since the last log row (this process's mean loss; no reduction)."""
+        run, train = self.run_state, self.run_state.config.train
+        window = max(run.elapsed - self.window_start, 1e-9)
+        rate = (run.step - self.window_step) * train.batch_size / window
+        loss = float(self.loss_sum) / self.loss_count
+        assert self.log is not None
+        self.log.progress(fraction, run.step, loss, self.lr, rate)
 
     def _count(self, step_loss: Tensor) -> None:
         """Add a step's loss to the window, or count it as skipped (and give up after many)."""
