@@ -47,7 +47,10 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
 def native_bf16(device: torch.device) -> bool:
     """Whether bf16 autocast on ``device`` runs in hardware rather than emulated."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # torch < 2.4 has no including_emulation (and counts no emulation)
+            return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
         return cpu_has_native_bf16()
     return False
