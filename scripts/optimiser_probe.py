@@ -11,7 +11,8 @@ trains it for ``--steps`` steps on the task's batches at a constant lr, and prin
 ``--every`` steps, on that step's batch:
 
 * ``loss``: the task's training loss;
-* ``clipped``: the share of gradient elements the clip bounded (before the step);
+* ``clipped``: the share of this step's gradient elements that the task's own gradient clip
+  changes (those past an element bound, or all of them when a norm clip rescales);
 * ``residual`` / ``target``: the standard deviation of what the network adds to its input and
   of what it should add (super-resolution: the bicubic input; denoising: the noisy one);
 * ``alive``: the share of ReLU channels that are positive somewhere in their feature map, over
@@ -79,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
                 lambda _m, _i, out: alive.append(float((out > 0).flatten(2).any(-1).float().mean()))
             )
     start = {name: p.detach().clone() for name, p in model.named_parameters()}
-    bound = getattr(optimisation.clip, "theta", None)
     stream = task.batches(0, 0, 1, torch.device("cpu"))
     print(f"{config.model.arch}, task {config.task.name}, {type(optimisation.optimizer).__name__} "
           f"at lr {lr:g}, clip {optimisation.clip}, batch {config.train.batch_size}")  # fmt: skip
@@ -90,11 +90,12 @@ def main(argv: list[str] | None = None) -> int:
             if report:  # the gradient this step will see (the same batch and weights)
                 model.zero_grad(set_to_none=True)
                 task.loss(model, batch, step).backward()
-                grads = [p.grad for p in model.parameters() if p.grad is not None]
-                limit = bound / lr if bound else float("inf")
-                clipped = sum(int((g.abs() > limit).sum()) for g in grads) / sum(
-                    g.numel() for g in grads
-                )
+                params = [p for p in model.parameters() if p.grad is not None]
+                before = [p.grad.clone() for p in params]
+                if optimisation.clip is not None:  # the task's own clip, whatever its kind
+                    optimisation.clip(params, lr)
+                changed = sum(int((p.grad != g).sum()) for p, g in zip(params, before, strict=True))
+                clipped = changed / sum(g.numel() for g in before)
                 model.zero_grad(set_to_none=True)
             loss = train_step(
                 model,
