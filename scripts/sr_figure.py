@@ -5,7 +5,7 @@ Usage::
     python scripts/sr_figure.py IMAGE --scale S --box X Y W H [--models M [M ...]]
         [--labels L [L ...]] [-o FIG.png] [--device cpu]
 
-e.g. ``python scripts/sr_figure.py $N3NET_DATA/set14/ppt3.bmp --scale 3 --box 160 200 96 96
+e.g. ``python scripts/sr_figure.py $N3NET_DATA/set14/ppt3.png --scale 3 --box 160 200 96 96
 --models bicubic runs/sr/vdsr runs/sr/n3net-sr -o docs/sr-ppt3-x3.png``.
 
 The image is cropped to a multiple of the scale, as the protocol does (:mod:`n3net.eval.sr`),
