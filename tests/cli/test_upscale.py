@@ -80,6 +80,10 @@ def test_never_overwrites(images: Path, tmp_path: Path, capsys: pytest.CaptureFi
         (["--scale", "5"], "--scale must be 2, 3 or 4, got 5"),
         (["--scale", "2", "--model", "dncnn17-gray-sigma25"], "is a denoise model"),
         (["--scale", "2", "--model", "vdsr"], "architecture 'vdsr' has no trained weights"),
+        (
+            ["--scale", "2", "--model", "nope"],
+            "model 'nope' is unknown; use bicubic",
+        ),
         (["--scale", "2", "--model", "nope.safetensors"], "model file not found"),
         (["--scale", "2", "--tile", "-1"], "--tile must be a number of pixels >= 0"),
         (["--scale", "2", "--device", "cuda:7"], "CUDA is not available"),

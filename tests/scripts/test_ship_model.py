@@ -128,6 +128,13 @@ def test_ships_sr_weights_with_a_model_card(
     assert [r["name"] for r in document["pretrained_sr"]] == ["vdsr-x234"]
     assert document["pretrained_sr"][0]["scales"] == ["2", "3", "4"] and not document["pretrained"]
 
+    # Super-resolution names: bicubic and the shipped SR weights; an unknown one lists them.
+    from n3net.inference.upscaler import Upscaler, sr_models
+
+    assert sr_models() == ["bicubic", "vdsr-x234"]
+    with pytest.raises(ValueError, match=r"'vdsr-x2' is unknown; .*a trained model \(vdsr-x234\)"):
+        Upscaler("vdsr-x2", scale=2)
+
 
 def test_sr_names_and_results_are_checked(
     sr_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

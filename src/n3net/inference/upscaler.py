@@ -27,7 +27,7 @@ from n3net._checks import resolve_device
 from n3net.inference._arrays import to_planes
 from n3net.inference.restore import DEFAULT_MEMORY_LIMIT_MB, Restorer
 
-__all__ = ["DEFAULT_SR_MODEL", "Upscaler", "upscale"]
+__all__ = ["DEFAULT_SR_MODEL", "Upscaler", "sr_models", "upscale"]
 
 ImageT = TypeVar("ImageT", np.ndarray, Tensor)
 ModelSpec = str | os.PathLike | nn.Module | None
@@ -48,6 +48,49 @@ def default_sr_model() -> str:
 
     shipped = set(list_pretrained())
     return next((name for name in _SHIPPED_PREFERENCE if name in shipped), DEFAULT_SR_MODEL)
+
+
+def sr_models() -> list[str]:
+    """The model names super-resolution accepts: ``"bicubic"``, then the shipped SR weights.
+
+    Example:
+        >>> sr_models()[0]
+        'bicubic'
+    """
+    from n3net.models import arch_info, list_architectures, list_pretrained, model_metadata
+
+    shipped = []
+    for name in list_pretrained():
+        metadata = model_metadata(name)
+        arch = metadata.get("n3net_arch", "")
+        task = metadata.get("task") or (
+            arch_info(arch).task if arch in list_architectures() else ""
+        )
+        if task == "sr":
+            shipped.append(name)
+    return [DEFAULT_SR_MODEL, *shipped]
+
+
+def _check_name(name: str) -> None:
+    """Refuse a bare name that is neither a path nor a super-resolution model, naming those."""
+    from n3net.models import list_architectures, list_pretrained
+
+    path = Path(name)
+    if path.exists() or path.suffix or "/" in name or os.sep in name:
+        return  # a path: load_model says what is wrong with it
+    if name in list_pretrained() and name not in sr_models():
+        return  # shipped weights of another task: load_model's metadata names the task
+    known = sr_models()
+    if name in known:
+        return
+    trained = [n for n in known if n != DEFAULT_SR_MODEL]
+    listed = ", ".join(trained) if trained else "none shipped yet"
+    what = "architecture" if name in list_architectures() else "super-resolution model"
+    has = "has no trained weights" if what == "architecture" else "is unknown"
+    raise ValueError(
+        f"{what} {name!r} {has}; use bicubic, a trained model ({listed}), a .safetensors "
+        "model file or a training run folder"
+    )
 
 
 def _model_file(model: str | os.PathLike) -> str | os.PathLike:
@@ -72,6 +115,7 @@ def _load(model: ModelSpec) -> tuple[nn.Module, str]:
     if not isinstance(model, str | os.PathLike):
         raise ValueError(f"model must be a name, a file, a folder or an nn.Module, got {model!r}")
     name = os.fspath(model)
+    _check_name(name)
     module = load_model(_model_file(model), device="cpu")
     metadata = getattr(module, "metadata", {}) or {}
     task = metadata.get("task") or arch_info(metadata.get("n3net_arch", "")).task
