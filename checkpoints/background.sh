@@ -8,7 +8,8 @@
 # call copies the committed checkpoint (checkpoints/FAMILY/RUN/{last.pt,log.csv}) there; later
 # calls continue from runs/FAMILY/RUN (--resume auto). bf16 autocast and channels-last pay only
 # where the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated, ~12x
-# slower than float32, so the run goes on in float32 there (n3net.train.precision decides).
+# slower than float32, so the run goes on in float32 there (n3net.train.precision decides),
+# unless its arguments name the precision (--amp), as the correspondence runs do (float32).
 # Stop a run with `kill PID`: it checkpoints its last step and exits.
 set -euo pipefail
 family=${1:?usage: background.sh FAMILY RUN [n3net train arguments...]}
@@ -22,7 +23,8 @@ mkdir -p "$out"
 if [[ ! -f "$out/last.pt" && -f "$committed/last.pt" ]]; then
   cp "$committed/last.pt" "$committed/log.csv" "$out/"
 fi
-if python -c 'import sys, torch; from n3net.train.precision import native_bf16
+if [[ " $* " == *" --amp "* ]]; then precision=()  # the run names its own precision
+elif python -c 'import sys, torch; from n3net.train.precision import native_bf16
 sys.exit(not native_bf16(torch.device("cpu")))'; then precision=(--amp bf16 --channels-last)
 else precision=(--amp none --no-channels-last); fi
 cd "$root"

@@ -11,7 +11,8 @@ is printed and written.
 Everything lands under OUT_DIR, so a device call brings back one folder (or the ``--pack``
 tar of it, without checkpoints)::
 
-    OUT_DIR/runs/ARCH-seedS/   the run folders (model.safetensors, log.csv, summary.json, ...)
+    OUT_DIR/runs/ARCH-seedS/   the run folders (model.safetensors, log.csv, summary.json, ...;
+                               elsewhere with --runs-dir, e.g. runs trained in the background)
     OUT_DIR/logs/ARCH-seedS.log  each run's output
     OUT_DIR/eval/ARCH-seedS.json, OUT_DIR/eval/baselines.json  `n3net evaluate --json` files
     OUT_DIR/table.md, OUT_DIR/manifest.json  the table; settings, versions and timings
@@ -63,6 +64,7 @@ class Run:
     arch: str
     seed: int
     out: Path
+    runs_dir: Path | None = None  # where the run folders are (default OUT_DIR/runs)
 
     @property
     def name(self) -> str:
@@ -70,7 +72,7 @@ class Run:
 
     @property
     def folder(self) -> Path:
-        return self.out / "runs" / self.name
+        return (self.runs_dir or self.out / "runs") / self.name
 
     @property
     def log(self) -> Path:
@@ -118,6 +120,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--no-ransac-on-predicted",
         action="store_true",
         help="do not score NAME+ransac (OpenCV RANSAC on the predicted inliers)",
+    )
+    parser.add_argument(
+        "--runs-dir", type=Path, help="folder of the run folders (default OUT_DIR/runs)"
     )
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per run")
@@ -357,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault(name, str(args.threads))  # before numpy and torch start
     sys.path.insert(0, str(ROOT / "src"))  # n3net from this checkout, also when not installed
     out_dir: Path = args.out_dir
-    runs = [Run(arch, seed, out_dir) for arch in args.archs for seed in args.seeds]
+    runs = [Run(a, s, out_dir, args.runs_dir) for a in args.archs for s in args.seeds]
     failed: list[str] = []
     if not args.table_only:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -68,14 +68,16 @@ def test_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
 
 def test_runs_in_parallel_processes(tmp_path: Path) -> None:
     out = tmp_path / "corr"
+    elsewhere = tmp_path / "background"  # run folders outside OUT_DIR (--runs-dir)
     argv = [str(out), "1", "cpu", *TINY, "--archs", "cnnet", "--seeds", "0", "1", "--jobs", "2"]
     argv += ["--baselines", "none", "--no-ransac-on-predicted", "--python", sys.executable]
+    argv += ["--runs-dir", str(elsewhere)]
     assert train_corr.main(argv) == 0
     for seed in (0, 1):
         assert "1 steps" in (out / "logs" / f"cnnet-seed{seed}.log").read_text()
         results = json.loads((out / "eval" / f"cnnet-seed{seed}.json").read_text())["results"]
-        assert [r["model"] for r in results] == [str(out / "runs" / f"cnnet-seed{seed}")]
-    assert not (out / "eval" / "baselines.json").exists()
+        assert [r["model"] for r in results] == [str(elsewhere / f"cnnet-seed{seed}")]
+    assert not (out / "eval" / "baselines.json").exists() and not (out / "runs").exists()
 
 
 def test_table_of_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

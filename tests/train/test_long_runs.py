@@ -3,8 +3,8 @@ committed checkpoint loads safely and is the run its script continues.
 
 The resume scripts run for real against a stand-in ``n3net`` on the PATH, which records the
 ``n3net train`` arguments and prints the configuration they resolve to. A family's folder
-(``checkpoints/sigma25``, ``checkpoints/sr``) goes once its weights ship; these tests then
-follow what is left.
+(``checkpoints/sigma25``, ``checkpoints/sr``, ``checkpoints/corr``) goes once its weights
+ship; these tests then follow what is left.
 """
 
 from __future__ import annotations
@@ -35,7 +35,11 @@ RUNS = {
     "sigma25": {"n3net-ls800": ("n3net", 800.0), "n3net-ls1": ("n3net", 1.0),
                 "dncnn-ls800": ("dncnn", 800.0)},
     "sr": {"vdsr": ("vdsr", None), "n3net-sr": ("n3net-sr", None)},
+    "corr": {f"{arch}-seed{seed}": (arch, None) for arch in ("cnnet", "cnnet-n3")
+             for seed in (0, 1, 2)},
 }  # fmt: skip
+# families whose runs name their precision (the others: bf16 + channels-last where native)
+FIXED_PRECISION = {"corr": ("none", False)}
 # fields a machine or a folder decides, not the run: precision (resume.sh picks it by the CPU)
 MACHINE_FIELDS = {("data", "root"), ("train", "out_dir"), ("train", "amp"),
                   ("train", "channels_last")}  # fmt: skip
@@ -100,11 +104,10 @@ def test_resume_script_starts_each_run_in_the_background(tmp_path: Path, family:
     # the committed checkpoint was copied there on first use
     assert (out / "last.pt").read_bytes() == b"committed checkpoint"
     assert (out / "log.csv").read_text() == "step\n250\n"
-    # bf16 + channels-last only where this CPU computes bf16 natively
+    # bf16 + channels-last only where this CPU computes bf16 natively, unless the run names it
     native = native_bf16(torch.device("cpu"))
-    assert (config["train"]["amp"], config["train"]["channels_last"]) == (
-        ("bf16", True) if native else ("none", False)
-    )
+    expected = FIXED_PRECISION.get(family, ("bf16", True) if native else ("none", False))
+    assert (config["train"]["amp"], config["train"]["channels_last"]) == expected
     assert (config["train"]["device"], config["train"]["ckpt_minutes"]) == ("cpu", 10.0)
 
 
