@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Start or continue one long training run in the background, one CPU thread, niced; the resume
-# scripts beside it (sigma25/resume.sh, sr/resume.sh) call it with their run's arguments.
+# scripts beside it (sigma25/, sr/, corr/resume.sh) call it with their run's arguments.
 #
 #   checkpoints/background.sh FAMILY RUN [n3net train arguments...]
 #
 # The run trains in runs/FAMILY/RUN (git-ignored) and logs to runs/FAMILY/RUN.log. The first
 # call copies the committed checkpoint (checkpoints/FAMILY/RUN/{last.pt,log.csv}) there; later
-# calls continue from runs/FAMILY/RUN (--resume auto). bf16 autocast and channels-last pay only
-# where the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated, ~12x
-# slower than float32, so the run goes on in float32 there (n3net.train.precision decides),
-# unless its arguments name the precision (--amp), as the correspondence runs do (float32).
+# calls continue from runs/FAMILY/RUN (--resume auto). A finished run (its summary.json
+# committed) is only copied there. bf16 autocast and channels-last pay only where the CPU
+# computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated, ~12x slower than
+# float32, so the run goes on in float32 there (n3net.train.precision decides), unless its
+# arguments name the precision (--amp), as the correspondence runs do (float32).
 # Stop a run with `kill PID`: it checkpoints its last step and exits.
 set -euo pipefail
 family=${1:?usage: background.sh FAMILY RUN [n3net train arguments...]}
@@ -20,6 +21,11 @@ root=$(cd "$here/.." && pwd)
 committed="$here/$family/$run"
 out="$root/runs/$family/$run"
 mkdir -p "$out"
+if [[ -f "$committed/summary.json" ]]; then  # a finished run, kept until its weights ship
+  cp -n "$committed"/* "$out/"
+  echo "$family/$run has finished: its weights and logs are in $out"
+  exit 0
+fi
 if [[ ! -f "$out/last.pt" && -f "$committed/last.pt" ]]; then
   cp "$committed/last.pt" "$committed/log.csv" "$out/"
 fi

@@ -30,6 +30,9 @@ FAMILIES = sorted(path.parent.name for path in CHECKPOINTS.glob("*/resume.sh"))
 COMMITTED = sorted(
     (path.parents[1].name, path.parent.name) for path in CHECKPOINTS.glob("*/*/last.pt")
 )
+FINISHED = sorted(
+    (path.parents[1].name, path.parent.name) for path in CHECKPOINTS.glob("*/*/summary.json")
+)
 # what each script may start: run name -> (architecture, loss scale of the denoising runs)
 RUNS = {
     "sigma25": {"n3net-ls800": ("n3net", 800.0), "n3net-ls1": ("n3net", 1.0),
@@ -136,3 +139,44 @@ def test_committed_checkpoint_is_the_run_its_script_continues(
     with (folder / "log.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert rows and int(rows[-1]["step"]) <= state["step"]
+
+
+@pytest.mark.parametrize(("family", "run"), FINISHED)
+def test_committed_finished_run_is_whole(family: str, run: str) -> None:
+    """A finished run kept until it ships: its best weights load safely and match its log."""
+    from n3net.models import load_model, model_metadata
+
+    folder = CHECKPOINTS / family / run
+    summary = json.loads((folder / "summary.json").read_text())
+    config = json.loads((folder / "config.json").read_text())
+    assert summary["steps"] == config["train"]["max_steps"]
+    assert summary["arch"] == config["model"]["arch"] == RUNS[family][run][0]
+    model = load_model(folder / "model.safetensors")  # safetensors: no code runs
+    assert sum(p.numel() for p in model.parameters()) == summary["parameters"]
+    assert model_metadata(folder / "model.safetensors")["n3net_arch"] == summary["arch"]
+    with (folder / "log.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert int(rows[-1]["step"]) == summary["steps"]
+    best = [r for r in rows if r.get("val_psnr") and int(r["step"]) == summary["best_step"]]
+    assert best and abs(float(best[0]["val_psnr"]) - summary["best_val_psnr"]) < 1e-3
+
+
+def test_a_finished_run_is_copied_not_trained(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    (root / "checkpoints" / "sr" / "vdsr").mkdir(parents=True)
+    shutil.copy(CHECKPOINTS / "background.sh", root / "checkpoints")
+    shutil.copy(CHECKPOINTS / "sr" / "resume.sh", root / "checkpoints" / "sr")
+    committed = root / "checkpoints" / "sr" / "vdsr"
+    (committed / "summary.json").write_text('{"steps": 2500}')
+    (committed / "model.safetensors").write_bytes(b"best weights")
+    out = root / "runs" / "sr" / "vdsr"
+    out.mkdir(parents=True)
+    (out / "model.safetensors").write_bytes(b"newer weights")  # never overwritten
+    env = {**os.environ, "PATH": f"{tmp_path / 'no-n3net'}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run([str(committed.parent / "resume.sh"), "vdsr"], env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("sr/vdsr has finished: its weights and logs are in ")
+    assert (out / "summary.json").read_text() == '{"steps": 2500}'
+    assert (out / "model.safetensors").read_bytes() == b"newer weights"
+    assert not (root / "runs" / "sr" / "vdsr.log").exists()  # nothing was started

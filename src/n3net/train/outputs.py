@@ -36,7 +36,8 @@ def hardware(device: torch.device, world_size: int) -> str:
                 if line.startswith("model name"):
                     name = line.split(":", 1)[1].strip()
                     break
-        name = f"CPU {name}, {torch.get_num_threads()} threads"
+        threads = torch.get_num_threads()
+        name = f"CPU {name}, {threads} thread{'' if threads == 1 else 's'}"
     return f"{world_size} x {name}" if world_size > 1 else name
 
 
