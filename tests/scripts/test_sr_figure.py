@@ -57,7 +57,7 @@ def test_figure_of_bicubic_a_model_file_and_a_run_folder(
     "extra, message",
     [
         (["--box", "35", "0", "8", "8"], "must lie inside the 39x36 image"),
-        (["--box", "0", "0", "8", "8", "--models", "nope"], "unknown model 'nope'"),
+        (["--box", "0", "0", "8", "8", "--models", "nope"], "model 'nope' is unknown"),
         (["--box", "0", "0", "8", "8", "--labels", "a", "b"], "--labels needs 1 titles"),
     ],
 )
