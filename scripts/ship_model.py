@@ -3,13 +3,15 @@
 Usage::
 
     python scripts/ship_model.py runs/x/model.safetensors NAME --results R.json [R.json ...]
-        [--force]
+        [--hardware TEXT] [--force]
 
 Reads the ``n3net evaluate --json`` result files and writes
 ``src/n3net/models/weights/NAME.safetensors``: the same tensors and metadata plus the measured
 numbers, which ``n3net models`` lists. The result files must name the model by this very file
 (or its run folder, or NAME for a model already shipped); an existing NAME is only replaced with
-``--force``. Writes atomically. The model may also be given as its run folder.
+``--force``. Writes atomically. The model may also be given as its run folder. ``--hardware``
+replaces the file's ``hardware`` entry (which names the machine of the run's last piece) for a
+run trained in pieces on different machines or thread counts.
 
 Denoising models: the mean PSNR of the model on each test folder at the file's own sigma, as
 ``<folder>_psnr`` entries (e.g. ``bsd68_psnr``), which ``n3net.inference.default_model`` ranks
@@ -153,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", help="the pretrained name, e.g. n3net-gray-sigma25, vdsr-x234")
     parser.add_argument("--results", nargs="+", type=Path, required=True, help="evaluate JSONs")
     parser.add_argument("--weights", type=Path, default=WEIGHTS, help=argparse.SUPPRESS)
+    parser.add_argument("--hardware", help="what the run trained on, replacing the file's entry")
     parser.add_argument("--force", action="store_true", help="replace a shipped NAME")
     args = parser.parse_args(argv)
 
@@ -167,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     metadata = {k: v for k, v in model.metadata.items() if k not in _RESERVED}
+    if args.hardware is not None:
+        if not args.hardware.strip():
+            print("error: --hardware needs a description", file=sys.stderr)
+            return 2
+        metadata["hardware"] = args.hardware
     results = []
     for path in args.results:
         try:
@@ -217,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     save_model(model, target, {**metadata, **measured})  # same tensors, written atomically
     if card is not None:
         keys = _model_keys(str(args.model), args.name)
-        text = model_card(args.name, model, {**model.metadata, **measured}, results, keys)
+        text = model_card(
+            args.name, model, {**model.metadata, **metadata, **measured}, results, keys
+        )
         partial = card.with_name(card.name + ".partial")
         partial.write_text(text)
         partial.replace(card)

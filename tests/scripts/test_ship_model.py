@@ -111,6 +111,11 @@ def test_ships_sr_weights_with_a_model_card(
     assert "3 conv layers of 4 features" in card and "9 steps" in card
     assert ship_model.main(argv) == 2  # weights and card are kept unless --force
     assert ship_model.main([*argv, "--force"]) == 0
+    assert "2-core test machine" not in (weights / "vdsr-x234.md").read_text()
+    assert ship_model.main([*argv, "--force", "--hardware", "2-core test machine"]) == 0
+    assert model_metadata(weights / "vdsr-x234.safetensors")["hardware"] == "2-core test machine"
+    assert "| hardware | 2-core test machine (torch " in (weights / "vdsr-x234.md").read_text()
+    assert ship_model.main([*argv, "--force", "--hardware", " "]) == 2
 
     # `n3net models` lists the shipped weights under super-resolution, with Set5 per scale.
     from n3net.cli.main import main as cli
