@@ -157,7 +157,13 @@ def test_shipped_weights_have_cards() -> None:
     for name in list_pretrained():
         assert folder.joinpath(f"{name}.md").is_file(), f"{name} has no model card"
         meta = model_metadata(name)
-        assert meta["n3net_arch"] in ARCHS and "sigma" in meta
+        task = arch_info(meta["n3net_arch"]).task
+        if task == "sr":  # super-resolution: named <arch>-x<scales>, results per set and scale
+            scales = meta["scales"].split(",")
+            assert name == f"{meta['n3net_arch']}-x{''.join(scales)}"
+            assert all(f"set5_x{s}_psnr" in meta for s in scales), name
+        else:
+            assert meta["n3net_arch"] in ARCHS and "sigma" in meta
 
 
 def test_the_same_budget_pair_is_shipped() -> None:
