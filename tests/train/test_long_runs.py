@@ -3,8 +3,8 @@ committed checkpoint loads safely and is the run its script continues.
 
 The resume scripts run for real against a stand-in ``n3net`` on the PATH, which records the
 ``n3net train`` arguments and prints the configuration they resolve to. A family's folder
-(``checkpoints/sigma25``, ``checkpoints/sr``, ``checkpoints/corr``) goes once its weights
-ship; these tests then follow what is left.
+(``checkpoints/sigma25``, ``checkpoints/corr``) goes once its weights ship; these tests then
+follow what is left.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ FINISHED = sorted(
 RUNS = {
     "sigma25": {"n3net-ls800": ("n3net", 800.0), "n3net-ls1": ("n3net", 1.0),
                 "dncnn-ls800": ("dncnn", 800.0)},
-    "sr": {"vdsr": ("vdsr", None), "n3net-sr": ("n3net-sr", None)},
     "corr": {f"{arch}-seed{seed}": (arch, None) for arch in ("cnnet", "cnnet-n3")
              for seed in (0, 1, 2)},
 }  # fmt: skip
@@ -163,20 +162,20 @@ def test_committed_finished_run_is_whole(family: str, run: str) -> None:
 
 def test_a_finished_run_is_copied_not_trained(tmp_path: Path) -> None:
     root = tmp_path / "repo"
-    (root / "checkpoints" / "sr" / "vdsr").mkdir(parents=True)
+    (root / "checkpoints" / "corr" / "cnnet-seed0").mkdir(parents=True)
     shutil.copy(CHECKPOINTS / "background.sh", root / "checkpoints")
-    shutil.copy(CHECKPOINTS / "sr" / "resume.sh", root / "checkpoints" / "sr")
-    committed = root / "checkpoints" / "sr" / "vdsr"
-    (committed / "summary.json").write_text('{"steps": 2500}')
+    shutil.copy(CHECKPOINTS / "corr" / "resume.sh", root / "checkpoints" / "corr")
+    committed = root / "checkpoints" / "corr" / "cnnet-seed0"
+    (committed / "summary.json").write_text('{"steps": 2000}')
     (committed / "model.safetensors").write_bytes(b"best weights")
-    out = root / "runs" / "sr" / "vdsr"
+    out = root / "runs" / "corr" / "cnnet-seed0"
     out.mkdir(parents=True)
     (out / "model.safetensors").write_bytes(b"newer weights")  # never overwritten
     env = {**os.environ, "PATH": f"{tmp_path / 'no-n3net'}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run([str(committed.parent / "resume.sh"), "vdsr"], env=env,
+    done = subprocess.run([str(committed.parent / "resume.sh"), "cnnet-seed0"], env=env,
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("sr/vdsr has finished: its weights and logs are in ")
-    assert (out / "summary.json").read_text() == '{"steps": 2500}'
+    assert done.stdout.startswith("corr/cnnet-seed0 has finished: its weights and logs are in ")
+    assert (out / "summary.json").read_text() == '{"steps": 2000}'
     assert (out / "model.safetensors").read_bytes() == b"newer weights"
-    assert not (root / "runs" / "sr" / "vdsr.log").exists()  # nothing was started
+    assert not (root / "runs" / "corr" / "cnnet-seed0.log").exists()  # nothing was started
