@@ -97,5 +97,24 @@ def test_errors() -> None:
         Upscaler(create_model("vdsr", depth=4, features=4), 2).upscale_y(
             torch.rand(1, 1, 8, 8), tile=3
         )
-    with pytest.raises(ValueError, match="n3net-sr needs images of at least"):
-        Upscaler(create_model("n3net-sr").eval(), 2).check_size(4, 4)
+    with pytest.raises(ValueError, match="image must not be empty"):
+        Upscaler(create_model("n3net-sr").eval(), 2).check_size(0, 4)
+
+
+def test_images_below_the_n3_minimum_run_edge_padded() -> None:
+    """N3Net-SR needs 16x16 px for k = 7 neighbours: a smaller image is edge-padded to that
+    size at the network's input and the padding cropped off its output."""
+    torch.manual_seed(0)
+    model = create_model("n3net-sr", depth=2, features=8).eval()
+    up = Upscaler(model, 2)
+    with pytest.raises(ValueError, match="needs images of at least 16x16"):
+        model.check_size(8, 14)
+    up.check_size(4, 7)  # 8x14 after x2: padded, so accepted
+    y = torch.rand(1, 1, 4, 7)
+    out = up.upscale_y(y, tile=0)
+    assert out.shape == (1, 1, 8, 14)
+    interpolated = bicubic_upscale(y, 2)
+    padded = torch.nn.functional.pad(interpolated, (0, 2, 0, 8), mode="replicate")
+    with torch.inference_mode():
+        expected = model(padded)[..., :8, :14]
+    assert torch.allclose(out, expected, atol=1e-6)

@@ -205,7 +205,20 @@ class Upscaler:
         """Raise a one-line ValueError when an input of ``height x width`` cannot be upscaled."""
         if height < 1 or width < 1:
             raise ValueError(f"image must not be empty, got {height}x{width}")
-        self.restorer.check_size(self.scale * height, self.scale * width)
+        self.restorer.check_size(*self._padded_size(self.scale * height, self.scale * width))
+
+    def _padded_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size the network runs at: ``height x width``, or edge-padded up to the smallest
+        square it accepts (N3Net-SR needs enough patches for k neighbours)."""
+        side = max(height, width)
+        for side in range(min(height, width), 64):
+            padded = (max(height, side), max(width, side))
+            try:
+                self.restorer.check_size(*padded)
+            except ValueError:
+                continue
+            return padded
+        return height, width
 
     def check_tile(self, tile: int | None, context: int | None = None) -> None:
         """Refuse a ``tile`` (output pixels) smaller than the network's receptive field."""
@@ -244,8 +257,13 @@ class Upscaler:
         self.check_tile(tile, context)
         with torch.inference_mode():
             interpolated = bicubic_upscale(y.to(self.device, torch.float32), self.scale)
+            height, width = interpolated.shape[-2:]
+            padded = self._padded_size(height, width)
+            if padded != (height, width):  # a tiny image: replicate its edges, crop them off
+                pad = (0, padded[1] - width, 0, padded[0] - height)
+                interpolated = torch.nn.functional.pad(interpolated, pad, mode="replicate")
         out = self.restorer.restore_tensor(interpolated, tile, context, progress=progress)
-        return out.to(y.device)
+        return out[..., :height, :width].to(y.device)
 
     def upscale_tensor(
         self,
