@@ -33,6 +33,8 @@ ImageT = TypeVar("ImageT", np.ndarray, Tensor)
 ModelSpec = str | os.PathLike | nn.Module | None
 
 DEFAULT_SR_MODEL = "bicubic"
+# the largest square a too-small image is edge-padded to (N3Net-SR needs 16 px)
+_MAX_PADDED_SIDE = 64
 # Shipped super-resolution weights, best first: the default once one of them ships.
 _SHIPPED_PREFERENCE = ("n3net-sr-x234", "vdsr-x234")
 
@@ -209,9 +211,10 @@ class Upscaler:
 
     def _padded_size(self, height: int, width: int) -> tuple[int, int]:
         """The size the network runs at: ``height x width``, or edge-padded up to the smallest
-        square it accepts (N3Net-SR needs enough patches for k neighbours)."""
-        side = max(height, width)
-        for side in range(min(height, width), 64):
+        square it accepts (N3Net-SR needs enough patches for k neighbours). A size no square
+        up to ``_MAX_PADDED_SIDE`` px makes acceptable is returned unchanged, so that
+        :meth:`check_size` reports the network's own limit."""
+        for side in range(min(height, width), _MAX_PADDED_SIDE + 1):
             padded = (max(height, side), max(width, side))
             try:
                 self.restorer.check_size(*padded)
