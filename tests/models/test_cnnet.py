@@ -91,6 +91,39 @@ def test_training_mode_statistics_ignore_padding() -> None:
     assert torch.allclose(bn.running_var, 0.99 + 0.01 * real.var(0), atol=1e-6)
 
 
+@pytest.mark.parametrize("arch", ["cnnet", "cnnet-n3"])
+def test_a_full_mask_gives_the_unmasked_result_and_statistics(arch: str) -> None:
+    # Without padding the model runs the fused unmasked normalisations; the masked path (any
+    # padding) must agree with them: logits, gradients and the running statistics (float64:
+    # the relaxed selection amplifies float32 rounding in the gradients).
+    torch.manual_seed(0)
+    x = torch.randn(3, 40, 4, dtype=torch.float64)
+    full = torch.ones(3, 40, dtype=torch.bool)
+    models = [create_model(arch).double().train() for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    plain = models[0](x)
+    masked = models[1](torch.cat([x, x.new_zeros(3, 1, 4)], 1), torch.cat([full, ~full[:, :1]], 1))
+    assert torch.allclose(plain, masked[:, :40], atol=1e-10)
+    plain.square().sum().backward()
+    masked.square().sum().backward()
+    for (name, a), b in zip(models[0].named_parameters(), models[1].parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-8, atol=1e-10), name
+    for (name, a), b in zip(models[0].named_buffers(), models[1].buffers(), strict=True):
+        assert torch.allclose(a.double(), b.double(), atol=1e-10), name
+
+
+def test_masked_batch_norm_full_mask_matches_none() -> None:
+    x = torch.randn(2, 10, 3) * 3 + 1
+    bns = [MaskedBatchNorm(3), MaskedBatchNorm(3)]
+    out_none, out_mask = bns[0](x), bns[1](x, torch.ones(2, 10, dtype=torch.bool))
+    assert torch.allclose(out_none, out_mask, atol=1e-5)
+    assert torch.allclose(bns[0].running_var, bns[1].running_var, atol=1e-6)
+    assert torch.allclose(bns[0].running_mean, bns[1].running_mean, atol=1e-6)
+    assert int(bns[0].num_batches_tracked) == int(bns[1].num_batches_tracked) == 1
+    bns[0].eval(), bns[1].eval()
+    assert torch.allclose(bns[0](x), bns[1](x, torch.ones(2, 10, dtype=torch.bool)), atol=1e-6)
+
+
 def test_context_norm_with_mask_equals_each_pair_alone() -> None:
     x = torch.randn(2, 8, 5)
     mask = torch.ones(2, 8, dtype=torch.bool)
