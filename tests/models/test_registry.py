@@ -162,6 +162,9 @@ def test_shipped_weights_have_cards() -> None:
             scales = meta["scales"].split(",")
             assert name == f"{meta['n3net_arch']}-x{''.join(scales)}"
             assert all(f"set5_x{s}_psnr" in meta for s in scales), name
+        elif task == "correspondences":  # named <arch>-synth, synthetic-test pose mAP
+            assert name == f"{meta['n3net_arch']}-synth" and meta["data"] == "synthetic"
+            assert "synthetic_map20" in meta and "test_split" in meta, name
         else:
             assert meta["n3net_arch"] in ARCHS and "sigma" in meta
 

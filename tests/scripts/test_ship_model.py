@@ -150,3 +150,80 @@ def test_sr_names_and_results_are_checked(
     assert "named vdsr-x234, not my-vdsr" in capsys.readouterr().err
     assert ship_model.main([str(sr_run), "vdsr-x234", *common]) == 2
     assert "no Set5 result" in capsys.readouterr().err
+
+
+def _corr_result(model: str, map20: float, tiers: bool = True) -> dict:
+    summary = {"map5": map20 / 4, "map10": map20 / 2, "map20": map20, "precision": 0.5,
+               "recall": 0.75, "f1": 0.6, "n_pairs": 12}  # fmt: skip
+    result = {"model": model, "data": "synthetic", "summary": summary}
+    if tiers:
+        result["tiers"] = {t: {**summary, "map20": map20 - i / 10}
+                           for i, t in enumerate(("easy", "medium", "hard"))}  # fmt: skip
+    return result
+
+
+def test_ships_correspondence_weights_with_a_model_card(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    run = tmp_path / "cnnet-n3-seed0"
+    run.mkdir()
+    metadata = {"task": "correspondences", "data": "synthetic", "points": "64", "steps": "11",
+                "minutes": "0.20", "hardware": "CPU test", "val_map": "0.250",
+                "train_data": "synthetic two-view pairs 0-7 of split seed 0",
+                "protocol": "batch 2 pairs, class-balanced BCE",
+                "optimizer": "Adam (0.9, 0.999)"}  # fmt: skip
+    model = create_model("cnnet-n3", channels=8, depth=3, n3_block=2, embed_features=8)
+    save_model(model, run / "model.safetensors", metadata)
+    results = tmp_path / "r.json"
+    rows = [
+        _corr_result(str(run), 0.5),
+        _corr_result(str(run) + "+ransac", 0.625),
+        _corr_result("runs/cnnet-seed0", 0.375),
+        _corr_result("ransac", 0.25, tiers=False),
+    ]
+    settings = {"seed": 2, "pairs": 12, "points": 100}
+    results.write_text(json.dumps({"settings": settings, "results": rows}))
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    argv = [str(run), "cnnet-n3-synth", "--results", str(results), "--weights", str(weights)]
+
+    assert ship_model.main([*argv[:1], "cnnet-synth", *argv[2:]]) == 2  # named by its arch
+    assert "are named cnnet-n3-synth, not cnnet-synth" in capsys.readouterr().err
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"settings": settings, "results": rows[2:]}))
+    assert ship_model.main([*argv[:3], str(other), *argv[4:]]) == 2
+    assert "no synthetic result" in capsys.readouterr().err
+
+    assert ship_model.main(argv) == 0
+    meta = model_metadata(weights / "cnnet-n3-synth.safetensors")
+    assert meta["synthetic_map20"] == "0.5000" and meta["synthetic_hard_map20"] == "0.3000"
+    assert (
+        meta["synthetic_f1"] == "0.6000" and meta["test_split"] == "seed 2, 12 pairs of 100 matches"
+    )
+    card = (weights / "cnnet-n3-synth.md").read_text()
+    assert card.startswith("# cnnet-n3-synth") and "the set N3 block, k = 3" in card
+    assert "| data | synthetic two-view pairs 0-7 of split seed 0 |" in card
+    assert "| budget | 11 steps in 0.20 minutes |" in card
+    lines = card.splitlines()
+    first = lines.index("| model | mAP@5 | mAP@10 | mAP@20 | easy | medium | hard | F1 |") + 2
+    assert lines[first] == (
+        "| **`cnnet-n3-synth`** | 0.125 | 0.250 | 0.500 | 0.500 | 0.400 | 0.300 | 0.600 |"
+    )
+    assert lines[first + 1].startswith("| **`cnnet-n3-synth+ransac`** | 0.156 |")
+    assert lines[first + 2].startswith("| `runs/cnnet-seed0` | 0.094 | 0.188 | 0.375 |")
+    assert lines[first + 3] == "| `ransac` | 0.062 | 0.125 | 0.250 | – | – | – | 0.600 |"
+
+    # `n3net models` lists it under correspondence weights.
+    from n3net.cli.main import main as cli
+
+    monkeypatch.setattr("n3net.models._registry._weights_dir", lambda: weights)
+    capsys.readouterr()
+    assert cli(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    heading = next(i for i, line in enumerate(lines) if line.startswith("correspondence weights"))
+    assert "cnnet-n3-synth" in lines[heading + 1]
+    assert "synthetic test mAP@20 0.5000 (seed 2, 12 pairs of 100 matches)" in lines[heading + 1]
+    assert cli(["models", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in document["pretrained_correspondences"]] == ["cnnet-n3-synth"]
+    assert not document["pretrained"] and not document["pretrained_sr"]

@@ -120,6 +120,13 @@ def test_trains_and_resumes_exactly(tmp_path: Path, killed_after: Any) -> None:
     assert sum(1 for r in rows if r["val_map"]) == 2
     model = load_model(out / "model.safetensors")
     assert model.arch == "cnnet-n3" and model.metadata["task"] == "correspondences"
+    meta = model.metadata  # what a model card is written from
+    assert (
+        meta["train_data"].startswith("synthetic two-view pairs 0-")
+        and "split seed" in meta["train_data"]
+    )
+    assert "class-balanced BCE" in meta["protocol"] and "essential-matrix loss" in meta["protocol"]
+    assert meta["optimizer"].startswith("Adam (0.9, 0.999) at a constant lr 0.001")
 
     # 8 steps straight == a checkpoint at step 4, a crash 2 steps later, a resume.
     interrupted = _config(tmp_path / "interrupted", ckpt_every=4)

@@ -15,7 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "weights (bm3d, nlm) and the trained weights shipped in the package, by task: "
         "denoising (name, architecture, sigma, training budget, validation and BSD68 PSNR; the "
         "default for each sigma is the one with the best BSD68 PSNR) and super-resolution "
-        "(name, architecture, scales, training budget, validation and Set5 Y-PSNR).",
+        "(name, architecture, scales, training budget, validation and Set5 Y-PSNR) and "
+        "correspondence classification (name, architecture, training budget, validation and "
+        "synthetic-test pose mAP@20).",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
@@ -49,6 +51,20 @@ def _sr_row(name: str, meta: dict[str, str], default: str) -> dict[str, object]:
     }
 
 
+def _correspondences_row(name: str, meta: dict[str, str]) -> dict[str, object]:
+    """One shipped correspondence model: budget, validation and synthetic-test pose mAP."""
+    return {
+        "name": name,
+        "arch": meta.get("n3net_arch", "?"),
+        "steps": meta.get("steps", "?"),
+        "minutes": meta.get("minutes", "?"),
+        "hardware": meta.get("hardware", "?"),
+        "val_map": meta.get("val_map", "?"),
+        "synthetic_map20": meta.get("synthetic_map20", "?"),
+        "test_split": meta.get("test_split", "?"),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
@@ -59,11 +75,14 @@ def run(args: argparse.Namespace) -> int:
     sigmas = {sigma for sigma in trained_models().values() if sigma is not None}
     defaults = {default_model(sigma) for sigma in sigmas}
     sr_default = default_sr_model()
-    rows, sr_rows = [], []
+    rows, sr_rows, corr_rows = [], [], []
     for name in list_pretrained():
         meta = model_metadata(name)
         if _task(meta) == "sr":
             sr_rows.append(_sr_row(name, meta, sr_default))
+            continue
+        if _task(meta) == "correspondences":
+            corr_rows.append(_correspondences_row(name, meta))
             continue
         rows.append(
             {
@@ -90,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
             "sr_baselines": sr,
             "pretrained": rows,
             "pretrained_sr": sr_rows,
+            "pretrained_correspondences": corr_rows,
         }
         print(json.dumps(document, indent=2))
         return 0
@@ -126,5 +146,15 @@ def run(args: argparse.Namespace) -> int:
             f"  {r['name']:<24} {r['arch']:<8} scales {scales} {r['steps']} steps in "
             f"{r['minutes']} min on {r['hardware']}, validation {r['val_psnr']} dB, "
             f"Set5 {scales} {set5} dB" + (" (default)" if r["default"] else "")
+        )
+    print(
+        "correspondence weights (n3net evaluate --task correspondences --model NAME): "
+        + ("none shipped yet" if not corr_rows else "")
+    )
+    for r in corr_rows:
+        print(
+            f"  {r['name']:<24} {r['arch']:<8} {r['steps']} steps in {r['minutes']} min on "
+            f"{r['hardware']}, validation mAP@20 {r['val_map']}, synthetic test mAP@20 "
+            f"{r['synthetic_map20']} ({r['test_split']})"
         )
     return 0

@@ -206,7 +206,24 @@ class CorrespondencesTask(Task):
         )
 
     def metadata(self) -> dict[str, str]:
-        return {"data": "synthetic", "points": str(self.options.points)}
+        o, train = self.options, self.config.train
+        essential = (
+            f", + {o.essential_weight:g} x the essential-matrix loss from step "
+            f"{o.essential_after_steps}"
+            if o.essential_weight > 0
+            else ""
+        )
+        return {
+            "data": "synthetic",
+            "points": str(o.points),
+            "train_data": f"synthetic two-view pairs 0-{o.train_pairs - 1} of split seed "
+            f"{SPLIT_SEEDS['train']} ({o.points} matches each); validation: the first "
+            f"{o.val_pairs} pairs of split seed {SPLIT_SEEDS['val']}",
+            "protocol": f"batch {train.batch_size} pairs, class-balanced BCE{essential}, "
+            f"amp {train.amp}",
+            "optimizer": f"Adam ({train.betas[0]:g}, {train.betas[1]:g}) at a constant lr "
+            f"{train.lr:g}, weight decay {train.weight_decay:g}",
+        }
 
     def summary(self) -> dict[str, Any]:
         return {**super().summary(), "points": self.options.points}
