@@ -99,6 +99,17 @@ def measured_sr(results: list[dict], model: str, name: str, scales: list[int]) -
     return found
 
 
+def _training_rows(metadata: dict[str, str]) -> list[tuple[str, str]]:
+    """The model card rows on how the weights were trained, from the file's metadata."""
+    get = metadata.get
+    return [
+        ("data", get("train_data", "?")),
+        ("protocol", f"{get('protocol', '?')}, optimiser {get('optimizer', '?')}"),
+        ("budget", f"{get('steps', '?')} steps in {get('minutes', '?')} minutes"),
+        ("hardware", f"{get('hardware', '?')} (torch {get('torch', '?')})"),
+    ]
+
+
 def measured_correspondences(documents: list[dict], model: str, name: str) -> dict[str, str]:
     """``{"synthetic_map20": "0.4321", "synthetic_hard_map20": ..., "test_seed": "2", ...}``."""
     keys = _model_keys(model, name)
@@ -131,11 +142,7 @@ def correspondences_card(
         ("use", f"`n3net evaluate --task correspondences --model {name} --data synthetic` (or "
                 f"`--data DIR` of `.npz` pairs); in Python `load_model(\"{name}\")(xs, mask)`"),
         ("architecture", f"{description}; {parameters:,} parameters"),
-        ("data", metadata.get("train_data", "?")),
-        ("protocol", f"{metadata.get('protocol', '?')}, optimiser "
-                     f"{metadata.get('optimizer', '?')}"),
-        ("budget", f"{metadata.get('steps', '?')} steps in {metadata.get('minutes', '?')} minutes"),
-        ("hardware", f"{metadata.get('hardware', '?')} (torch {metadata.get('torch', '?')})"),
+        *_training_rows(metadata),
         ("weights", f"{metadata.get('weights', '?')}; validation mAP@20 "
                     f"{metadata.get('val_map', '?')}"),
     ]  # fmt: skip
@@ -222,11 +229,7 @@ def model_card(
                 f"`n3net evaluate --task sr --model {name}`"),
         ("scales", ", ".join(f"×{s}" for s in scales)),
         ("architecture", f"{description}; {parameters:,} parameters"),
-        ("data", metadata.get("train_data", "?")),
-        ("protocol", f"{metadata.get('protocol', '?')}, optimiser "
-                     f"{metadata.get('optimizer', '?')}"),
-        ("budget", f"{metadata.get('steps', '?')} steps in {metadata.get('minutes', '?')} minutes"),
-        ("hardware", f"{metadata.get('hardware', '?')} (torch {metadata.get('torch', '?')})"),
+        *_training_rows(metadata),
         ("weights", f"{metadata.get('weights', '?')}; validation Y-PSNR "
                     f"{metadata.get('val_psnr', '?')} dB (mean of the scales, BSDS500 test crops)"),
     ]  # fmt: skip
