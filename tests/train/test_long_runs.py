@@ -156,8 +156,9 @@ def test_committed_finished_run_is_whole(family: str, run: str) -> None:
     with (folder / "log.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert int(rows[-1]["step"]) == summary["steps"]
-    best = [r for r in rows if r.get("val_psnr") and int(r["step"]) == summary["best_step"]]
-    assert best and abs(float(best[0]["val_psnr"]) - summary["best_val_psnr"]) < 1e-3
+    metric = next(key[len("best_") :] for key in summary if key.startswith("best_val_"))
+    best = [r for r in rows if r.get(metric) and int(r["step"]) == summary["best_step"]]
+    assert best and abs(float(best[0][metric]) - summary[f"best_{metric}"]) < 1e-3
 
 
 def test_a_finished_run_is_copied_not_trained(tmp_path: Path) -> None:
