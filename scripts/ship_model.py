@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     card = target.with_suffix(".md")
     arch = model.metadata["n3net_arch"]
     task = metadata.get("task", arch_info(arch).task)
-    write_card = model_card
+    write_card, card_results = model_card, results  # the card and what it is written from
     if task == "correspondences":
         if metadata.get("data") != "synthetic" or args.name != f"{arch}-synth":
             print(
@@ -307,9 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         if not measured:
             print(f"error: no synthetic result for {args.model} in the results", file=sys.stderr)
             return 2
-
-        def write_card(name: str, model: Any, meta: dict, _: list, keys: set[str]) -> str:
-            return correspondences_card(name, model, meta, documents, keys)
+        write_card, card_results = correspondences_card, documents
 
     elif task == "sr":
         scales = [int(s) for s in metadata.get("scales", "2,3,4").split(",")]
@@ -349,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     if card is not None:
         keys = _model_keys(str(args.model), args.name)
         text = write_card(
-            args.name, model, {**model.metadata, **metadata, **measured}, results, keys
+            args.name, model, {**model.metadata, **metadata, **measured}, card_results, keys
         )
         partial = card.with_name(card.name + ".partial")
         partial.write_text(text)
