@@ -430,3 +430,73 @@ def test_no_grad_path_is_bitwise_the_autograd_path(
     assert torch.equal(logits, before)
     with torch.inference_mode():
         assert torch.equal(neural_knn(logits, 5, t, mask, mode=mode, validate=validate), expected)
+
+
+def _knn_and_grads(backward: str, logits: Tensor, k: int, t, mask, weights_grad: Tensor):
+    x = logits.clone().requires_grad_()
+    tt = t.clone().requires_grad_() if t is not None else None
+    w = neural_knn(x, k, tt, mask, backward=backward)
+    (w * weights_grad).sum().backward()
+    return w.detach(), x.grad, tt.grad if tt is not None else None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("with_t", [False, True])
+@pytest.mark.parametrize("with_mask", [False, True])
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_analytic_backward_matches_autograd(
+    dtype: torch.dtype, with_t: bool, with_mask: bool, k: int
+) -> None:
+    """The hand-written backward gives the autograd path's weights bit for bit and its gradients
+    to rounding, also for sharp rows (a weight of ~1, the rest flushed) and masked candidates."""
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(3, 6, 17, generator=g, dtype=dtype) * 4
+    logits[0, 0] = -1000.0
+    logits[0, 0, 3] = 0.0  # one dominant candidate
+    logits[1, 2, :2] = 3.0  # a tie at the top
+    t = torch.rand(3, 6, 1, generator=g, dtype=dtype) + 0.05 if with_t else None
+    mask = torch.rand(3, 6, 17, generator=g) > 0.3 if with_mask else None
+    if mask is not None:
+        mask[..., 3 : 3 + k] = True
+    cot = torch.randn(3, 6, k, 17, generator=g, dtype=dtype)
+    w0, gx0, gt0 = _knn_and_grads("autograd", logits, k, t, mask, cot)
+    w1, gx1, gt1 = _knn_and_grads("analytic", logits, k, t, mask, cot)
+    assert torch.equal(w0, w1)
+    # Rounding, amplified in sharp rows: 1 / (1 - w + 1e-7) reaches 1e7 where a weight is ~1.
+    rel = 1e-7 if dtype == torch.float64 else 2e-3
+    for got, expected in ((gx1, gx0), (gt1, gt0)) if with_t else ((gx1, gx0),):
+        torch.testing.assert_close(got, expected, rtol=0.0, atol=rel * float(expected.abs().max()))
+    if mask is not None:
+        assert not gx1[~mask].any()
+
+
+def test_analytic_backward_gradcheck_and_edge_sizes() -> None:
+    g = torch.Generator().manual_seed(6)
+    logits = torch.randn(2, 3, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    t = (torch.rand(2, 3, 1, generator=g, dtype=torch.float64) + 0.2).requires_grad_()
+    mask = torch.ones(2, 3, 7, dtype=torch.bool)
+    mask[0, 1, 2] = False
+    assert torch.autograd.gradcheck(
+        lambda a, b: neural_knn(a, 3, b, mask, backward="analytic"), (logits, t)
+    )
+    # every candidate picked (K = M), one candidate, no queries
+    for shape, k in (((2, 4), 4), ((3, 1), 1), ((0, 5), 2)):
+        x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+        w = neural_knn(x, k, backward="analytic")
+        assert w.shape == (*shape[:-1], k, shape[-1])
+        w.square().sum().backward()
+        y = x.detach().clone().requires_grad_()
+        neural_knn(y, k).square().sum().backward()
+        torch.testing.assert_close(x.grad, y.grad)
+
+
+def test_analytic_backward_arguments() -> None:
+    with pytest.raises(ValueError, match="mode='code'"):
+        neural_knn(torch.randn(4, 6), 2, mode="paper", backward="analytic")
+    with pytest.raises(ValueError, match="backward must be"):
+        NeuralKNN(2, backward="numeric")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="mode='code'"):
+        NeuralKNN(2, mode="paper", backward="analytic")
+    with torch.no_grad():  # without autograd both are the in-place rounds
+        x = torch.randn(4, 9)
+        assert torch.equal(neural_knn(x, 3, backward="analytic"), neural_knn(x, 3))

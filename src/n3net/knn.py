@@ -21,6 +21,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "NeuralKNN",
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 TemperatureMode = Literal["code", "paper"]
+Backward = Literal["autograd", "analytic"]
 _LOG_HALF = -math.log(2.0)
 _GUARD = 1e-7
 LOG_TEMPERATURE_BOUND = 30.0
@@ -189,16 +191,20 @@ def _divide(alpha: Tensor, t: Tensor) -> Tensor:
     return (alpha.masked_fill(dead, 0.0) / t).masked_fill(dead, -math.inf)
 
 
-def _rounds_no_grad(alpha: Tensor, k: int, t: Tensor | None) -> Tensor:
+def _rounds_no_grad(
+    alpha: Tensor, k: int, t: Tensor | None, tops: list[tuple[Tensor, Tensor]] | None = None
+) -> Tensor:
     """The rounds of :func:`neural_knn` without autograd, in place on ``alpha`` (a fresh tensor).
 
     Same operations on the same values as the autograd path, so the same weights bit for bit,
     with fewer passes over memory: ``exp`` writes straight into the output (no stack), the
     subnormal flush is one masked fill, and ``log(1 - w)`` and the logit update run in place.
-    ``t`` is the temperature of ``mode="paper"`` (divides every round), else None.
+    ``t`` is the temperature of ``mode="paper"`` (divides every round), else None. ``tops``, if
+    given, receives per updating round the row's largest weight's index and its exact ``1 - w``
+    (for the analytic backward).
 
     Shape:
-        alpha: (..., M) -> weights (..., K, M).
+        alpha: (..., M) -> weights (..., K, M); tops: K - 1 pairs of (..., 1).
     """
     out = alpha.new_empty(*alpha.shape[:-1], k, alpha.shape[-1])
     for j in range(k):
@@ -210,9 +216,66 @@ def _rounds_no_grad(alpha: Tensor, k: int, t: Tensor | None) -> Tensor:
         if j + 1 < k:  # Eq. 10 in log space, as _Log1mSoftmax.forward
             update = torch.neg(w).log1p_()
             top = log_w.argmax(-1, keepdim=True)
-            update.scatter_(-1, top, torch.log(-torch.expm1(log_w.gather(-1, top))))
+            one_minus_top = -torch.expm1(log_w.gather(-1, top))
+            update.scatter_(-1, top, torch.log(one_minus_top))
             alpha.add_(update)
+            if tops is not None:
+                tops.append((top, one_minus_top))
     return out
+
+
+class _AnalyticRounds(torch.autograd.Function):
+    """The ``k`` rounds of the continuous rule (Eqs. 9-10, ``mode="code"``: the temperature is
+    already in the logits) with a hand-written backward that keeps only the weights.
+
+    Forward: :func:`_rounds_no_grad`, the same weights bit for bit as the autograd path.
+    Backward, with ``g_j = dL/dw^j`` and ``h_j = dL/da^j`` (``h_{K+1} = 0``), for ``j = K .. 1``:
+    the gradient reaching ``log w^j`` is ``d_j = w^j * (g_j - h_{j+1} / (1 - w^j + 1e-7))``
+    (through ``exp`` and through the update ``log(1 - w^j)``, with the autograd path's guard),
+    and ``h_j = h_{j+1} + d_j - w^j * sum(d_j)`` (the softmax's backward plus the identity of
+    ``a^{j+1} = a^j + ...``). The gradient of the logits is ``h_1``. The autograd path keeps
+    ``log w``, ``w`` and ``log(1 - w)`` of every round; this one only the output, so training
+    over large candidate sets (the set N3 block, ``M`` in the thousands) takes fewer passes over
+    memory and less of it.
+
+    Shape:
+        alpha: (..., M) -> weights (..., K, M).
+    """
+
+    @staticmethod
+    def forward(ctx, alpha: Tensor, k: int) -> Tensor:  # type: ignore[override]
+        tops: list[tuple[Tensor, Tensor]] = []
+        weights = _rounds_no_grad(alpha.detach().clone(), k, None, tops)
+        ctx.save_for_backward(weights, *(x for pair in tops for x in pair))
+        return weights
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        weights, *saved = ctx.saved_tensors
+        k = weights.shape[-2]
+        h: Tensor | None = None  # dL/da^{j+1}
+        for j in reversed(range(k)):
+            w, g = weights.select(-2, j), grad.select(-2, j)
+            if h is None:
+                d = w * g
+            else:
+                top, one_minus_top = saved[2 * j], saved[2 * j + 1]
+                one_minus = torch.rsub(w, 1.0).scatter_(-1, top, one_minus_top).add_(_GUARD)
+                d = torch.div(h, one_minus).neg_().add_(g).mul_(w)
+            step = torch.addcmul(d, w, d.sum(-1, keepdim=True), value=-1.0)
+            h = step if h is None else h.add_(step)
+        assert h is not None
+        return h, None
+
+
+def _check_mode(mode: object, backward: object) -> None:
+    if mode not in ("code", "paper"):
+        raise ValueError(f"mode must be 'code' or 'paper', got {mode!r}")
+    if backward not in ("autograd", "analytic"):
+        raise ValueError(f"backward must be 'autograd' or 'analytic', got {backward!r}")
+    if backward == "analytic" and mode != "code":
+        raise ValueError("backward='analytic' needs mode='code' (the temperature scales logits)")
 
 
 def neural_knn(
@@ -223,6 +286,7 @@ def neural_knn(
     *,
     mode: TemperatureMode = "code",
     validate: bool = True,
+    backward: Backward = "autograd",
 ) -> Tensor:
     """Continuous nearest-neighbour selection (Plötz & Roth 2018, Eqs. 8-11).
 
@@ -242,6 +306,10 @@ def neural_knn(
         validate: check arguments and values (NaN or non-positive temperatures, masks with fewer
             than ``k`` valid candidates). Callers that guarantee them (the N3 blocks) pass False
             to skip the extra passes.
+        backward: ``"autograd"`` (the reference) differentiates the rounds op by op;
+            ``"analytic"`` (``mode="code"`` only) runs them without autograd and differentiates
+            them by hand, keeping only the weights (see ``_AnalyticRounds``): the same forward
+            bit for bit, the gradient to rounding, less time and memory for large ``M``.
 
     Returns:
         Weights, each row non-negative and summing to 1.
@@ -253,8 +321,7 @@ def neural_knn(
         >>> neural_knn(torch.randn(2, 5, 10), k=3).shape
         torch.Size([2, 5, 3, 10])
     """
-    if mode not in ("code", "paper"):
-        raise ValueError(f"mode must be 'code' or 'paper', got {mode!r}")
+    _check_mode(mode, backward)
     given = logits  # the caller's tensor: the in-place rounds below must not touch it
     if validate:
         t = _check_temperature(temperature, logits)
@@ -271,6 +338,8 @@ def neural_knn(
     paper_t = t if mode == "paper" else None  # divides every round
     if not torch.is_grad_enabled():
         return _rounds_no_grad(alpha.clone() if alpha is given else alpha, k, paper_t)
+    if backward == "analytic":
+        return _AnalyticRounds.apply(alpha, k)
     weights = []
     for j in range(k):
         scaled = alpha if paper_t is None else _divide(alpha, paper_t)
@@ -370,6 +439,7 @@ class NeuralKNN(nn.Module):
             ``"concrete"``.
         mode: temperature placement for the continuous rule (see :func:`neural_knn`).
         validate: value checks of the continuous rule (see :func:`neural_knn`).
+        backward: how the continuous rule is differentiated (see :func:`neural_knn`).
 
     Shape:
         logits: (..., M), temperature: broadcastable to (..., 1) -> (..., K, M).
@@ -385,11 +455,14 @@ class NeuralKNN(nn.Module):
         rule: Literal["continuous", "hard", "stochastic", "concrete"] = "continuous",
         mode: TemperatureMode = "code",
         validate: bool = True,
+        backward: Backward = "autograd",
     ) -> None:
         super().__init__()
         if rule not in ("continuous", "hard", "stochastic", "concrete"):
             raise ValueError(f"rule must be continuous/hard/stochastic/concrete, got {rule!r}")
+        _check_mode(mode, backward)
         self.k, self.rule, self.mode, self.validate = k, rule, mode, validate
+        self.backward = backward
 
     def forward(
         self,
@@ -400,7 +473,13 @@ class NeuralKNN(nn.Module):
     ) -> Tensor:
         if self.rule == "continuous":
             return neural_knn(
-                logits, self.k, temperature, mask, mode=self.mode, validate=self.validate
+                logits,
+                self.k,
+                temperature,
+                mask,
+                mode=self.mode,
+                validate=self.validate,
+                backward=self.backward,
             )
         if self.rule == "hard":
             return hard_knn(logits, self.k, mask)

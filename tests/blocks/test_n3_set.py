@@ -57,6 +57,22 @@ def test_module_equals_functional() -> None:
     torch.testing.assert_close(block.double()(x)[..., 4:], expected.flatten(2))
 
 
+@pytest.mark.parametrize("mode", ["code", "paper"])
+def test_module_analytic_backward_matches_autograd(mode: str) -> None:
+    torch.manual_seed(4)
+    blocks = [N3Block(4, k=3, mode=mode).double() for _ in range(2)]
+    blocks[1].load_state_dict(blocks[0].state_dict())
+    assert blocks[0].knn.backward == ("analytic" if mode == "code" else "autograd")
+    blocks[1].knn.backward = "autograd"
+    x = torch.randn(2, 9, 4, dtype=F64)
+    mask = torch.rand(2, 9, 9) > 0.3
+    mask[..., :4] = True
+    for block in blocks:
+        block(x, mask=mask).square().sum().backward()
+    for (name, a), b in zip(blocks[0].named_parameters(), blocks[1].parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-7, atol=1e-9, msg=name)
+
+
 def test_module_errors() -> None:
     with pytest.raises(ValueError, match="x must be"):
         N3Block(4, k=2)(torch.randn(2, 5, 3))

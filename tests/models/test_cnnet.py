@@ -112,6 +112,22 @@ def test_a_full_mask_gives_the_unmasked_result_and_statistics(arch: str) -> None
         assert torch.allclose(a.double(), b.double(), atol=1e-10), name
 
 
+def test_n3_layer_analytic_backward_matches_autograd() -> None:
+    # The N3 layer differentiates its rounds by hand; the autograd path is the reference.
+    torch.manual_seed(1)
+    models = [create_model("cnnet-n3").double().train() for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    assert models[0].n3.knn.backward == "analytic"
+    models[1].n3.knn.backward = "autograd"
+    xs, mask = _padded(_pairs([30, 21]))
+    outs = [m(xs.double(), mask) for m in models]
+    assert torch.equal(outs[0], outs[1])
+    for out in outs:
+        out.square().sum().backward()
+    for (name, a), b in zip(models[0].named_parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-7, atol=1e-9, msg=name)
+
+
 def test_masked_batch_norm_full_mask_matches_none() -> None:
     x = torch.randn(2, 10, 3) * 3 + 1
     bns = [MaskedBatchNorm(3), MaskedBatchNorm(3)]

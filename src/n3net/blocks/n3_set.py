@@ -122,7 +122,9 @@ class N3Block(nn.Module):
             else None
         )
         self.logits_bn = LogitsBatchNorm() if logits_batchnorm else None
-        self.knn = NeuralKNN(k, rule=rule, mode=mode)
+        analytic = rule == "continuous" and mode == "code"  # hand-written backward (large M)
+        backward = "analytic" if analytic else "autograd"
+        self.knn = NeuralKNN(k, rule=rule, mode=mode, backward=backward)
 
     def neighbours(
         self,

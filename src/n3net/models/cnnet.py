@@ -193,7 +193,8 @@ class SetN3Layer(nn.Module):
         self.channels, self.k, self.chunk_size = channels, k, chunk_size
         self.embedding = _preact_mlp(channels, features, embed_channels)
         self.temperature = _preact_mlp(channels, features, 1)
-        self.knn = NeuralKNN(k)
+        # set_aggregate has checked the candidate counts; the rounds differentiate by hand.
+        self.knn = NeuralKNN(k, validate=False, backward="analytic")
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         b, n, _ = x.shape
