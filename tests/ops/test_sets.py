@@ -68,6 +68,34 @@ def _assert_same(ref: Tensor, out: Tensor, inputs: dict[str, Tensor], atol: floa
 # --- reference vs fast -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("backward", ["autograd", "analytic"])
+def test_fast_path_trusts_the_library_rules_to_zero_invalid_candidates(
+    mode: str, backward: str
+) -> None:
+    # The fast path skips re-zeroing invalid weights after a NeuralKNN rule; any other callable
+    # gets them zeroed. Both must give the same result and gradients bit for bit.
+    b, n, k = 2, 9, 3
+    inputs = _inputs(b, n)
+    kw = _candidates(mode, b, n, k)
+    rule = NeuralKNN(k, backward=backward)
+
+    def opaque(logits: Tensor, t: Tensor | None, valid: Tensor | None) -> Tensor:
+        return rule(logits, t, valid)
+
+    trusted = set_aggregate_fast(**inputs, k=k, weight_fn=rule, chunk_size=4, **kw)
+    zeroed = set_aggregate_fast(**inputs, k=k, weight_fn=opaque, chunk_size=4, **kw)
+    assert torch.equal(trusted, zeroed)
+    grad_out = torch.randn_like(trusted)
+    leaves = list(inputs.values())
+    for a, c in zip(
+        torch.autograd.grad(trusted, leaves, grad_out),
+        torch.autograd.grad(zeroed, leaves, grad_out),
+        strict=True,
+    ):
+        assert torch.equal(a, c)
+
+
 @pytest.mark.parametrize("chunk_size", [1, 3, None], ids=["chunk1", "chunk3", "chunkN"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("b,n,k", [(1, 7, 3), (2, 9, 2)], ids=["b1n7k3", "b2n9k2"])

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from n3net.knn import NeuralKNN
 from n3net.ops.windows import Impl, WeightFn
 
 __all__ = [
@@ -335,6 +336,9 @@ def set_aggregate_fast(
         return -((query[:, :, None, :] - e_cand) ** 2).sum(-1)  # (B, c, M)
 
     spans = [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
+    # The library's rules give an invalid candidate (logit -inf) weight exactly 0 themselves;
+    # zeroing their weights again would cost a pass over (B, c, K, M) and a second copy of it.
+    rule_zeroes_invalid = isinstance(weight_fn, NeuralKNN)
     all_logits = None
     if logits_fn is not None:
         # Training-mode batch norm needs its statistics over every valid pair: O(B * N * M).
@@ -346,7 +350,7 @@ def set_aggregate_fast(
         logits = all_logits[:, start:stop] if all_logits is not None else chunk_logits(start, stop)
         valid = cands.valid(start, stop)  # (B, c, M) or None
         weights = weight_fn(logits, t[:, start:stop] if t is not None else None, valid)
-        if valid is not None:
+        if valid is not None and not rule_zeroes_invalid:
             weights = weights.masked_fill(~valid[:, :, None, :], 0.0)  # (B, c, K, M)
         if cands.index is None:
             agg = torch.matmul(weights.flatten(1, 2), values)  # (B, c*K, V)
