@@ -59,8 +59,10 @@ def context_norm(x: Tensor, mask: Tensor | None = None, eps: float = 1e-3) -> Te
         (tensor(True), tensor(True))
     """
     if mask is None:
-        var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
-        return (x - mean) * torch.rsqrt(var + eps)
+        # Two passes reusing x - mean: on a CPU much faster, forward and backward, than
+        # torch.var_mean over the (non-innermost) set axis.
+        centred = x - x.mean(1, keepdim=True)
+        return centred * torch.rsqrt(centred.square().mean(1, keepdim=True) + eps)
     weight = mask[..., None].to(x.dtype)
     mean, var = _masked_moments(x, weight, (1,))
     return (x - mean) * torch.rsqrt(var + eps) * weight
