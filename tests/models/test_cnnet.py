@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from n3net.models import CNNet, arch_info, create_model, load_model, save_model
-from n3net.models.cnnet import MaskedBatchNorm, SetN3Layer, context_norm
+from n3net.models.cnnet import MaskedBatchNorm, SetN3Layer, context_norm, context_norm_reference
 
 TINY = dict(channels=16, depth=4, embed_features=8, embed_channels=4)
 
@@ -138,6 +138,23 @@ def test_masked_batch_norm_full_mask_matches_none() -> None:
     assert int(bns[0].num_batches_tracked) == int(bns[1].num_batches_tracked) == 1
     bns[0].eval(), bns[1].eval()
     assert torch.allclose(bns[0](x), bns[1](x, torch.ones(2, 10, dtype=torch.bool)), atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 2, 37])
+def test_context_norm_backward_matches_the_formula(n: int) -> None:
+    # The hand-written backward against autograd on the formula; gradcheck in float64.
+    torch.manual_seed(n)
+    x = (torch.randn(3, n, 5, dtype=torch.float64) * 3 + 1).requires_grad_()
+    g = torch.randn(3, n, 5, dtype=torch.float64)
+    y = context_norm(x)
+    torch.testing.assert_close(y, context_norm_reference(x), rtol=1e-12, atol=1e-12)
+    (got,) = torch.autograd.grad(y, x, g)
+    (expected,) = torch.autograd.grad(context_norm_reference(x), x, g)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: context_norm(t, eps=0.1), (x[:, :, :2],))
+    x32 = x.detach().float().requires_grad_()
+    (got32,) = torch.autograd.grad(context_norm(x32), x32, g.float())
+    torch.testing.assert_close(got32, expected.float(), rtol=1e-4, atol=1e-5)
 
 
 def test_context_norm_with_mask_equals_each_pair_alone() -> None:
