@@ -1,23 +1,28 @@
-"""The continuous KNN's two backward passes, measured in the same run: time and saved memory.
+"""The set models' hand-written backward passes against autograd, in the same run.
 
-``neural_knn(..., backward="autograd")`` differentiates the k rounds (Eqs. 9-10) op by op and
-keeps every round's ``log w``, ``w`` and ``log(1 - w)`` for the backward pass;
-``backward="analytic"`` runs the rounds without autograd and differentiates them by hand,
-keeping only the weights. Measured on the set N3 block's shapes (the correspondence network: a
-batch of ``--batch`` pairs of ``--points`` matches, every other match a candidate, ``k = 3``):
+Two operations of the correspondence networks are differentiated by hand; autograd on their
+formulas is the reference:
+
+* the continuous KNN's rounds (Eqs. 9-10): ``neural_knn(..., backward="autograd")`` keeps every
+  round's ``log w``, ``w`` and ``log(1 - w)``; ``backward="analytic"`` keeps only the weights;
+* context normalisation without padding: ``context_norm_reference`` (the formula) against
+  ``context_norm`` (keeps the output and ``1 / std``).
+
+Measured on the set N3 block's shapes (a batch of ``--batch`` pairs of ``--points`` matches,
+every other match a candidate, ``k = 3``):
 
 * the rounds alone, forward + backward on logits ``(B, N, N)`` with the diagonal masked;
-* one training step (forward + backward) of CNNet + N3, the layer's rule switched between the
-  two (the rest of the network is the same), next to plain CNNet;
+* one training step (forward + backward) of CNNet + N3 with the layer's rule switched between
+  the two, and of plain CNNet with the context norm switched between the two;
 * the bytes autograd saves for the backward pass, counted by ``saved_tensors_hooks`` (exact).
 
 Times are medians of ``--repeats`` interleaved runs after a warm-up, on ``--threads`` threads.
 
 Usage::
 
-    python benchmarks/knn_backward.py [--batch 16] [--points 1000] [--json out.json]
+    python benchmarks/set_backward.py [--batch 16] [--points 1000] [--json out.json]
 
-Ratios are analytic / autograd; lower is better.
+Ratios are hand-written / autograd; lower is better.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+import n3net.models.cnnet as cnnet_module
 from n3net.knn import neural_knn
 from n3net.models import create_model
 
@@ -107,11 +113,39 @@ def main(argv: list[str] | None = None) -> int:
     }
     for backward in ("autograd", "analytic"):
         results[f"rounds_saved_mb_{backward}"] = _saved_bytes(rounds(backward)) / 2**20
-    times = _medians({b: rounds_step(b) for b in ("autograd", "analytic")}, args.repeats)
+    times = _medians({x: rounds_step(x) for x in ("autograd", "analytic")}, args.repeats)
     results.update({f"rounds_s_{name}": value for name, value in times.items()})
 
     xs = torch.randn(b, n, 4)
-    models = {"cnnet": create_model("cnnet").train()}
+    cnnet = create_model("cnnet").train()
+    analytic_norm = cnnet_module.context_norm
+
+    def formula_norm(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-3):
+        return (
+            cnnet_module.context_norm_reference(x, eps)
+            if mask is None
+            else analytic_norm(x, mask, eps)
+        )
+
+    def with_norm(norm: Callable[..., torch.Tensor]) -> Callable[[], None]:
+        run = step(cnnet, xs)
+
+        def switched() -> None:
+            cnnet_module.context_norm = norm  # ContextNorm looks the function up per call
+            try:
+                run()
+            finally:
+                cnnet_module.context_norm = analytic_norm
+
+        return switched
+
+    times = _medians(
+        {"formula": with_norm(formula_norm), "analytic": with_norm(analytic_norm)}, args.repeats
+    )
+    results.update({f"step_s_cnnet-norm-{name}": value for name, value in times.items()})
+    results["ratio_norm_step_time"] = times["analytic"] / times["formula"]
+
+    models = {"cnnet": cnnet}
     for backward in ("autograd", "analytic"):
         model = create_model("cnnet-n3").train()
         model.n3.knn.backward = backward
@@ -147,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{results['step_s_cnnet-n3-analytic']:.2f} s (x{results['ratio_step_time']:.2f}); "
         f"saved {results['step_saved_mb_cnnet-n3-autograd']:.0f} MB vs "
         f"{results['step_saved_mb_cnnet-n3-analytic']:.0f} MB (x{results['ratio_step_saved']:.2f})"
+    )
+    print(
+        "  CNNet training step, context norm by the formula "
+        f"{results['step_s_cnnet-norm-formula']:.2f} s, by hand "
+        f"{results['step_s_cnnet-norm-analytic']:.2f} s"
+        f" (x{results['ratio_norm_step_time']:.2f})"
     )
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
