@@ -488,4 +488,4 @@ class NeuralKNN(nn.Module):
         return concrete_knn(logits, self.k, temperature, mask, generator=generator)
 
     def extra_repr(self) -> str:
-        return f"k={self.k}, rule={self.rule!r}, mode={self.mode!r}"
+        return f"k={self.k}, rule={self.rule!r}, mode={self.mode!r}, backward={self.backward!r}"
