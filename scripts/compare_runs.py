@@ -33,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders with log.csv")
     parser.add_argument("--png", type=Path, help="also plot PSNR against steps and minutes")
+    parser.add_argument("--force", action="store_true", help="overwrite --png if it exists")
     args = parser.parse_args(argv)
+    if args.png is not None and args.png.exists() and not args.force:
+        print(f"error: {args.png} exists; pass --force to overwrite it", file=sys.stderr)
+        return 2
     try:
         curves = {run.name: read_validation(run) for run in args.runs}
     except FileNotFoundError as error:

@@ -41,6 +41,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--points", type=int, default=2000, help="matches (default: 2000)")
     parser.add_argument("--out", type=Path, default=Path("matches.png"), help="the PNG to write")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     return parser.parse_args(argv)
 
 
@@ -137,6 +138,9 @@ def plot(result: dict[str, Any], title: str, target: Path) -> dict[str, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Predict and draw; 0 on success, 2 with a one-line error."""
     args = parse_args(argv)
+    if args.out.exists() and not args.force:
+        print(f"error: {args.out} exists; pass --force to overwrite it", file=sys.stderr)
+        return 2
     try:
         import matplotlib  # noqa: F401
     except ImportError:

@@ -3,7 +3,7 @@
 Usage::
 
     python scripts/sr_figure.py IMAGE --scale S --box X Y W H [--models M [M ...]]
-        [--labels L [L ...]] [-o FIG.png] [--device cpu]
+        [--labels L [L ...]] [-o FIG.png] [--device cpu] [--force]
 
 e.g. ``python scripts/sr_figure.py $N3NET_DATA/set14/ppt3.png --scale 3 --box 160 200 96 96
 --models bicubic runs/sr/vdsr runs/sr/n3net-sr -o docs/sr-ppt3-x3.png``.
@@ -108,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--out", type=Path, default=Path("sr-figure.png"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dpi", type=int, default=100)
+    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     args = parser.parse_args(argv)
+    if args.out.exists() and not args.force:
+        print(f"error: {args.out} exists; pass --force to overwrite it", file=sys.stderr)
+        return 2
     try:
         import matplotlib
 

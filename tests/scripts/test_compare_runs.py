@@ -45,3 +45,13 @@ def test_png_without_matplotlib_is_a_clear_error(
     assert compare_runs.main([str(a), "--png", str(tmp_path / "c.png")]) == 2
     assert "--png needs matplotlib" in capsys.readouterr().err
     assert not (tmp_path / "c.png").exists()
+
+
+def test_existing_png_is_not_overwritten(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = _run(tmp_path / "a", ["20,0.2,1e-3,0.4,25.5,120,1"])
+    png = tmp_path / "c.png"
+    png.write_bytes(b"mine")
+    assert compare_runs.main([str(a), "--png", str(png)]) == 2
+    assert "pass --force" in capsys.readouterr().err and png.read_bytes() == b"mine"

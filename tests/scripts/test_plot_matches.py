@@ -33,6 +33,10 @@ def test_oracle_has_no_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert counts["false positive"] == counts["false negative"] == 0
     assert counts["true positive"] > 0 and sum(counts.values()) == 200
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    before = target.read_bytes()
+    assert plot_matches.main(["--model", "eight-point", *PAIR, "--out", str(target)]) == 2
+    assert "pass --force" in capsys.readouterr().err and target.read_bytes() == before
+    assert plot_matches.main(["--model", "oracle", *PAIR, "--out", str(target), "--force"]) == 0
 
 
 def test_ransac_and_a_model_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

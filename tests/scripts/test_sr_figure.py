@@ -50,7 +50,9 @@ def test_figure_of_bicubic_a_model_file_and_a_run_folder(
     # Grey images work too, with bicubic alone (the default while no weights ship).
     Image.open(image).convert("L").save(tmp_path / "grey.png")
     grey = [str(tmp_path / "grey.png"), "--scale", "2", "--box", "0", "0", "8", "8"]
-    assert sr_figure.main([*grey, "--models", "bicubic", "-o", str(out)]) == 0
+    assert sr_figure.main([*grey, "--models", "bicubic", "-o", str(out)]) == 2  # exists
+    assert "pass --force" in capsys.readouterr().err
+    assert sr_figure.main([*grey, "--models", "bicubic", "-o", str(out), "--force"]) == 0
 
 
 @pytest.mark.parametrize(
