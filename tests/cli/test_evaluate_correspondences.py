@@ -69,12 +69,25 @@ def test_trained_model_files_and_npz_folders(
         (SYNTH, "--task correspondences needs --model"),
         (["--model", "oracle", *SYNTH[:-4], "--pairs", "0"], "--pairs must be >= 1, got 0"),
         (["--model", "oracle", *SYNTH[:-2], "--points", "3"], "--points must be >= 8, got 3"),
-        (["--model", "no-such-model", *SYNTH], "unknown model 'no-such-model'"),
+        (
+            ["--model", "no-such-model", *SYNTH],
+            "unknown correspondence model 'no-such-model'; trained correspondence weights: ",
+        ),
+        (["--model", "cnnet-synth+ransac", *SYNTH], "baselines: eight-point, lmeds, oracle,"),
         (["--model", "bm3d", *SYNTH], "model bm3d is a denoise model, not a correspondences one"),
         (["--model", "cnnet", *SYNTH], "architecture 'cnnet' has no trained weights"),
         (["--model", "oracle", "--data", "no/such/folder"], "data folder not found"),
     ],
-    ids=["no-model", "pairs", "points", "unknown", "denoiser", "untrained", "no-data"],
+    ids=[
+        "no-model",
+        "pairs",
+        "points",
+        "unknown",
+        "unknown+ransac",
+        "denoiser",
+        "untrained",
+        "no-data",
+    ],  # fmt: skip
 )
 def test_bad_inputs_are_one_line_errors(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]

@@ -60,9 +60,37 @@ def _with_ransac(name: str) -> list[str]:
     return [name]
 
 
+def _known_models_text() -> str:
+    """The names ``--model`` takes for correspondences, as one clause of an error message."""
+    from n3net.models import arch_info, list_architectures, list_pretrained, model_metadata
+
+    trained = [
+        name
+        for name in list_pretrained()
+        if _task_of(model_metadata(name).get("n3net_arch", "")) == "correspondences"
+    ]
+    baselines = [
+        name
+        for name in list_architectures()
+        if not arch_info(name).needs_weights and arch_info(name).task == "correspondences"
+    ]
+    shipped = ", ".join(trained) if trained else "none shipped yet"
+    return (
+        f"trained correspondence weights: {shipped}; baselines: {', '.join(baselines)}; or a "
+        ".safetensors file or run folder (a learned model also as NAME+ransac)"
+    )
+
+
+def _task_of(arch: str) -> str:
+    """The task of a registered architecture, '?' for an unknown one."""
+    from n3net.models import arch_info, list_architectures
+
+    return arch_info(arch).task if arch in list_architectures() else "?"
+
+
 def _load(name: str, device: str) -> Any:
     """Load one model, refusing models of another task (one line, before any work)."""
-    from n3net.models import arch_info, list_architectures, load_model
+    from n3net.models import arch_info, list_architectures, list_pretrained, load_model
 
     if name.endswith(RANSAC_SUFFIX) and not Path(name).exists():
         base = name[: -len(RANSAC_SUFFIX)]
@@ -81,9 +109,12 @@ def _load(name: str, device: str) -> Any:
             )
         model = load_model(name, device=device)
     else:
+        known = name in list_pretrained() or name in list_architectures()
+        if not known and not Path(name).exists():
+            raise CliError(f"unknown correspondence model '{name}'; {_known_models_text()}")
         model = load_model(_model_file(name), device=device)
         arch = model.metadata.get("n3net_arch", "?")
-        task = arch_info(arch).task if arch in list_architectures() else "?"
+        task = _task_of(arch)
         if task != "correspondences":
             raise CliError(f"model {name} ({arch}) is a {task} model, not a correspondences one")
     if getattr(model, "method", None) is not None:  # the OpenCV baselines: fail now, not later
