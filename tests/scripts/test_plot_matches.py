@@ -63,7 +63,7 @@ def test_one_line_errors(
     pytest.importorskip("matplotlib")
     assert plot_matches.main(["--model", "no-such-model", *PAIR]) == 2
     err = capsys.readouterr().err
-    assert "unknown model 'no-such-model'" in err and err.count("\n") == 1
+    assert "unknown correspondence model 'no-such-model'" in err and err.count("\n") == 1
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     assert plot_matches.main(["--model", "oracle", *PAIR, "--out", str(tmp_path / "a.png")]) == 2
     assert "needs matplotlib: pip install 'n3net[train]'" in capsys.readouterr().err
