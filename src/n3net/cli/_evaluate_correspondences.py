@@ -72,7 +72,7 @@ def _known_models_text() -> str:
     baselines = [
         name
         for name in list_architectures()
-        if not arch_info(name).needs_weights and arch_info(name).task == "correspondences"
+        if not _is_learned(name) and arch_info(name).task == "correspondences"
     ]
     shipped = ", ".join(trained) if trained else "none shipped yet"
     return (
