@@ -15,7 +15,11 @@ run trained in pieces on different machines or thread counts.
 
 Denoising models: the mean PSNR of the model on each test folder at the file's own sigma, as
 ``<folder>_psnr`` entries (e.g. ``bsd68_psnr``), which ``n3net.inference.default_model`` ranks
-by; a BSD68 result is required.
+by; a BSD68 result is required. It also writes the model card ``NAME.md``: the architecture,
+data, recipe, budget (steps, crops, hours, against the authors' budget) and hardware from the
+file's metadata, and the PSNR / SSIM on Set12, BSD68 and Urban100 next to the paper's N3Net,
+DnCNN and BM3D and next to every other model that the result files hold at the same sigma (e.g.
+the equal-steps partner), with the differences.
 
 Super-resolution models (task ``sr``): NAME must be ``<arch>-x<scales>`` (``vdsr-x234``,
 ``n3net-sr-x234``); the Y-PSNR and SSIM on each test folder at each trained scale go in as
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -110,6 +115,14 @@ def _training_rows(metadata: dict[str, str]) -> list[tuple[str, str]]:
     ]
 
 
+def _architecture(model: Any, metadata: dict[str, str], descriptions: dict[str, str]) -> str:
+    """The model's architecture in words, from its family's template and its config."""
+    arch = metadata.get("n3net_arch", model.arch)
+    config = dict(model.config)
+    config["n3_blocks"] = config.get("n_blocks", 1) - 1
+    return descriptions[arch].format(**config) if arch in descriptions else arch
+
+
 def measured_correspondences(documents: list[dict], model: str, name: str) -> dict[str, str]:
     """``{"synthetic_map20": "0.4321", "synthetic_hard_map20": ..., "test_seed": "2", ...}``."""
     keys = _model_keys(model, name)
@@ -133,9 +146,8 @@ def correspondences_card(
     name: str, model: Any, metadata: dict[str, str], documents: list[dict], keys: set[str]
 ) -> str:
     """The Markdown model card of shipped correspondence weights."""
-    arch = metadata.get("n3net_arch", model.arch)
+    description = _architecture(model, metadata, _CORR_DESCRIPTION)
     parameters = sum(p.numel() for p in model.parameters())
-    description = _CORR_DESCRIPTION.get(arch, arch)
     rows = [
         ("task", "inlier classification of putative two-view matches (`correspondences`): one "
                  "logit per match; relative pose by the weighted eight-point algorithm"),
@@ -192,6 +204,124 @@ def correspondences_card(
     return "\n".join(lines)
 
 
+_DENOISE_DESCRIPTION = {
+    "n3net": "N3Net (the paper's denoiser, §5.1: {n_blocks} DnCNN blocks of depth {depth} with "
+    "{features} features, {n3_blocks} image N3 blocks with k = {k}, {patch_size}×{patch_size} "
+    "patches at stride {stride}, a {search_window}×{search_window}-patch search window, "
+    "{embed_channels}-channel embedding and temperature CNNs of {embed_depth} layers)",
+    "n3net-light": "N3Net-light ({n_blocks} DnCNN blocks of depth {depth} with {features} "
+    "features, {n3_blocks} image N3 block with k = {k}, {patch_size}×{patch_size} patches at "
+    "stride {stride}, a {search_window}×{search_window}-patch search window)",
+    "dncnn": "DnCNN-{depth} ({depth} conv layers of {features} features, batch norm, residual "
+    "learning)",
+}
+# The authors' denoising budget: 400 images x 128 crops x 50 epochs in their code and released
+# models (the paper states 512 crops per image and epoch).
+_AUTHORS_CROPS = 400 * 128 * 50
+_PAPER_CROPS = 400 * 512 * 50
+_DATA_NAMES = {"set12": "Set12", "bsd68": "BSD68", "urban100": "Urban100"}
+
+
+def _budget(metadata: dict[str, str]) -> str:
+    """Steps, crops and time of a denoising run, next to the authors' budget."""
+    steps = int(metadata.get("steps", "0") or 0)
+    protocol = metadata.get("protocol", "")
+    batch = metadata.get("batch_size") or next(iter(re.findall(r"batch (\d+)", protocol)), "")
+    minutes = float(metadata.get("minutes", "nan"))
+    text = f"{steps:,} steps in {minutes:.1f} minutes ({minutes / 60:.2f} h)"
+    if batch:
+        crops = steps * int(batch)
+        text = (
+            f"{steps:,} steps of batch {batch} = {crops:,} crops in {minutes:.1f} minutes "
+            f"({minutes / 60:.2f} h); the authors trained on {_AUTHORS_CROPS / 1e6:.2f}M crops "
+            f"(their code; the paper states {_PAPER_CROPS / 1e6:.2f}M): "
+            f"{100 * crops / _AUTHORS_CROPS:.1f} % of it"
+        )
+    return text
+
+
+def denoise_card(
+    name: str, model: Any, metadata: dict[str, str], results: list[dict], keys: set[str]
+) -> str:
+    """The Markdown model card of shipped denoising weights."""
+    table = _results_table()
+    description = _architecture(model, metadata, _DENOISE_DESCRIPTION)
+    parameters = sum(p.numel() for p in model.parameters())
+    sigma = float(metadata["sigma"])
+    cells: dict[tuple[str, str], tuple[float, float | None]] = {}  # (label, data) -> psnr, ssim
+    labels: list[str] = []
+    for result in results:
+        if result.get("sigma") != sigma or "scale" in result:
+            continue
+        label = name if _matches(result, keys) else table.sr_label(result["model"])
+        data = Path(result["data"]).name.lower()
+        summary = result["summary"]
+        cells[(label, data)] = (summary["mean_psnr"], summary.get("mean_ssim"))
+        if label not in labels:
+            labels.append(label)
+    others = [label for label in labels if label != name]
+    datasets = [d for d in table.DATASETS if (name, d) in cells]
+    datasets += sorted({d for (label, d) in cells if label == name} - set(datasets))
+    published = [
+        (title, fam)
+        for fam, title in (("n3net", "N3Net (paper)"), ("dncnn", "DnCNN (published)"),
+                           ("bm3d", "BM3D (published)"))
+        if any(table.PAPER.get((fam, d), {}).get(int(sigma)) for d in datasets)
+    ]  # fmt: skip
+    header = ["data", "**this model** (PSNR / SSIM)", *(f"{o} (this − it)" for o in others)]
+    header += [title for title, _ in published]
+    lines_table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for data in datasets:
+        psnr, ssim = cells[(name, data)]
+        row = [f"{_DATA_NAMES.get(data, data)}, σ = {sigma:g}"]
+        row.append(f"**{psnr:.2f}**" + (f" / {ssim:.3f}" if ssim is not None else ""))
+        for other in others:
+            value = cells.get((other, data))
+            row.append("–" if value is None else f"{value[0]:.2f} ({psnr - value[0]:+.2f})")
+        for _, fam in published:
+            value = table.PAPER.get((fam, data), {}).get(int(sigma))
+            row.append(f"{value:.2f}" if value is not None else "–")
+        lines_table.append("| " + " | ".join(row) + " |")
+    protocol = metadata.get("protocol", "?")
+    if "loss" in metadata:
+        protocol += f", loss {metadata['loss'].replace(' x ', ' × ')}"
+    if "recipe" in metadata:
+        protocol += f"; {metadata['recipe']}"
+    rows = [
+        ("task", f"grey Gaussian denoising (`denoise`), σ = {sigma:g} on the 0–255 scale"),
+        ("use", f"`n3net denoise IN -o OUT --sigma {sigma:g} --model {name}`; `n3net evaluate "
+                f"--model {name} --sigma {sigma:g}`; in Python `load_model(\"{name}\")`"),
+        ("architecture", f"{description}; {parameters:,} parameters"),
+        ("data", metadata.get("train_data", "?")),
+        ("protocol", protocol),
+        ("budget", _budget(metadata)),
+        ("hardware", f"{metadata.get('hardware', '?')} (torch {metadata.get('torch', '?')})"),
+        ("weights", f"{metadata.get('weights', '?')}; validation PSNR "
+                    f"{metadata.get('val_psnr', '?')} dB (the held-out training images)"),
+    ]  # fmt: skip
+    short = description.split(" (")[0]
+    lines = [
+        f"# {name}",
+        "",
+        f"{short} for grey images with additive white Gaussian noise of "
+        f"σ = {sigma:g}, trained by the n3net project; no third-party weights.",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {key} | {value} |" for key, value in rows),
+        "",
+        "Measured with `n3net evaluate` (the authors' protocol: noise from seed 1234 on the CPU, "
+        "PSNR of the unclipped output on the 0–255 scale), mean PSNR (dB) / SSIM, next to the "
+        "other models of the result files and the published numbers (N3Net: the paper's Table 3; "
+        "DnCNN and BM3D as the literature prints them). The default of `n3net denoise` at a σ "
+        "is the shipped model with the best measured BSD68 PSNR (`n3net models` marks it).",
+        "",
+        *lines_table,
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def _results_table() -> Any:
     sys.path.insert(0, str(HERE))
     import results_table
@@ -204,11 +334,7 @@ def model_card(
 ) -> str:
     """The Markdown model card of shipped super-resolution weights."""
     table = _results_table()
-    arch = metadata.get("n3net_arch", model.arch)
-    config = dict(model.config)
-    description = (
-        _SR_DESCRIPTION.get(arch, arch).format(**config) if arch in _SR_DESCRIPTION else arch
-    )
+    description = _architecture(model, metadata, _SR_DESCRIPTION)
     parameters = sum(p.numel() for p in model.parameters())
     scales = [int(s) for s in metadata.get("scales", "2,3,4").split(",")]
     mine = [r for r in results if "scale" in r and _matches(r, keys)]
@@ -338,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        card = None
+        write_card = denoise_card
     for path in (target, card):
         if path is not None and path.exists() and not args.force:
             print(f"error: {path} exists (use --force to replace it)", file=sys.stderr)

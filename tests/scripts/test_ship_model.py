@@ -66,6 +66,47 @@ def test_refuses_without_a_bsd68_result(
     assert "not an n3net evaluate result file" in capsys.readouterr().err
 
 
+def test_ships_denoising_weights_with_a_model_card(tmp_path: Path) -> None:
+    run = tmp_path / "n3net-run"
+    run.mkdir()
+    metadata = {"task": "denoise", "sigma": "25", "steps": "40000", "batch_size": "8",
+                "minutes": "1200", "hardware": "CPU test", "val_psnr": "29.100",
+                "loss": "800 x MSE", "protocol": "preset paper, batch 8 of 80x80, amp bf16",
+                "recipe": "Adam (betas 0.9, 0.999), lr 0.001 held, seed 0",
+                "weights": "best validation (step 39750)"}  # fmt: skip
+    model = create_model("n3net", depth=2, features=8, embed_features=8, n_blocks=2)
+    save_model(model, run / "model.safetensors", metadata)
+    rows = [
+        {**_result(str(run), f"/d/{data}", 25, psnr), "summary": {"mean_psnr": psnr,
+                                                                 "mean_ssim": 0.8}}
+        for data, psnr in (("set12", 30.6), ("bsd68", 29.3), ("urban100", 30.2))
+    ]  # fmt: skip
+    rows += [_result("runs/dncnn-partner/model.safetensors", "/d/bsd68", 25, 29.2)]
+    rows += [_result("bm3d", "/d/set12", 25, 30.0), _result("bm3d", "/d/bsd68", 50, 25.0)]
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps({"results": rows}))
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    argv = [str(run), "n3net-gray-sigma25", "--results", str(results), "--weights", str(weights)]
+    assert ship_model.main(argv) == 0
+    card = (weights / "n3net-gray-sigma25.md").read_text()
+    assert card.startswith("# n3net-gray-sigma25") and "2 DnCNN blocks of depth 2" in card
+    assert "loss 800 × MSE; Adam (betas 0.9, 0.999), lr 0.001 held, seed 0" in card
+    assert "40,000 steps of batch 8 = 320,000 crops in 1200.0 minutes (20.00 h)" in card
+    assert "12.5 % of it" in card  # of the authors' 2.56M crops
+    header = next(line for line in card.splitlines() if line.startswith("| data | **this"))
+    assert "dncnn-partner (this − it)" in header and "bm3d (this − it)" in header
+    # this model, the partner, bm3d at sigma 25 only, then N3Net (paper), DnCNN, BM3D
+    assert (
+        "| BSD68, σ = 25 | **29.30** / 0.800 | 29.20 (+0.10) | – | 29.30 | 29.23 | 28.57 |" in card
+    )
+    assert (
+        "| Set12, σ = 25 | **30.60** / 0.800 | – | 30.00 (+0.60) | 30.55 | 30.44 | 29.97 |" in card
+    )
+    assert "| Urban100, σ = 25 | **30.20** / 0.800 | – | – | 30.19 | 29.97 | 29.70 |" in card
+    assert ship_model.main(argv) == 2  # weights and card are kept unless --force
+
+
 def _sr_result(model: str, data: str, scale: int, psnr: float, ssim: float) -> dict:
     summary = {"mean_psnr": psnr, "mean_ssim": ssim, "n_images": 5}
     return {"model": model, "data": data, "scale": scale, "summary": summary}

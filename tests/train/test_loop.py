@@ -45,6 +45,12 @@ def test_run_writes_outputs(make_config: Any) -> None:
     model = load_model(out / "model.safetensors")
     assert model.metadata["sigma"] == "25" and model.metadata["steps"] == "12"
     assert "best validation" in model.metadata["weights"]
+    train_config = config.train
+    assert model.metadata["batch_size"] == str(train_config.batch_size)
+    assert model.metadata["loss"] == f"{config.task.loss_scale:g} x MSE"
+    recipe = model.metadata["recipe"]  # the optimisation in words, as the model card shows it
+    assert recipe.startswith("Adam (betas 0.9, 0.999), L2 weight decay ")
+    assert f"lr {train_config.lr:g}" in recipe and f"seed {train_config.seed}" in recipe
     assert isinstance(model(torch.rand(1, 1, 20, 20)), torch.Tensor)
     state = load_checkpoint(out / "last.pt")
     assert state["step"] == 12 and state["best"]["step"] == result.best_step

@@ -118,4 +118,8 @@ class DenoiseTask(ImageTask):
         return f"{self.images_text()}, sigma {self.options.sigma}, {self.batch_text()}"
 
     def metadata(self) -> dict[str, Any]:
-        return {"sigma": f"{self.options.sigma:g}", **super().metadata()}
+        return {
+            "sigma": f"{self.options.sigma:g}",
+            **super().metadata(),
+            "loss": f"{self.options.loss_scale:g} x MSE",
+        }

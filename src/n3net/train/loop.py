@@ -304,7 +304,7 @@ def _train(
     if info.is_main:
         from n3net.train.outputs import hardware, write_outputs
 
-        write_outputs(run, task, model, hardware(device, info.world_size))
+        write_outputs(run, task, model, hardware(device, info.world_size), optimisation)
     return result
 
 

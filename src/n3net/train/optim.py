@@ -108,6 +108,9 @@ class ExponentialSchedule:
     def __call__(self, at: Progress) -> float:
         return lr_at(at.fraction, self.lr, self.lr_final)
 
+    def describe(self) -> str:
+        return f"lr {self.lr:g} decaying exponentially to {self.lr_final:g} over the run"
+
 
 @dataclass(frozen=True)
 class HoldExponentialSchedule:
@@ -128,6 +131,24 @@ class HoldExponentialSchedule:
     def __call__(self, at: Progress) -> float:
         return lr_at((at.fraction - self.hold) / (1.0 - self.hold), self.lr, self.lr_final)
 
+    def describe(self) -> str:
+        """The schedule in words.
+
+        Example:
+            >>> HoldExponentialSchedule(1e-3, 1e-6, hold=0.5).describe()
+            'lr 0.001 held for 50 % of the run, then decaying exponentially to 1e-06'
+            >>> HoldExponentialSchedule(1e-3, 1e-3, hold=0.0).describe()
+            'constant lr 0.001'
+        """
+        if self.lr_final == self.lr:
+            return f"constant lr {self.lr:g}"
+        if self.hold == 0:
+            return ExponentialSchedule(self.lr, self.lr_final).describe()
+        return (
+            f"lr {self.lr:g} held for {100 * self.hold:g} % of the run, then decaying "
+            f"exponentially to {self.lr_final:g}"
+        )
+
 
 @dataclass(frozen=True)
 class StepSchedule:
@@ -145,6 +166,9 @@ class StepSchedule:
 
     def __call__(self, at: Progress) -> float:
         return self.lr * self.gamma ** int(at.epoch // self.every_epochs)
+
+    def describe(self) -> str:
+        return f"lr {self.lr:g}, times {self.gamma:g} every {self.every_epochs:g} epochs"
 
 
 @dataclass(frozen=True)
@@ -167,6 +191,9 @@ class StepFractionSchedule:
 
     def __call__(self, at: Progress) -> float:
         return self.lr * self.gamma ** int(at.fraction // self.every)
+
+    def describe(self) -> str:
+        return f"lr {self.lr:g}, times {self.gamma:g} after every {100 * self.every:g} % of the run"
 
 
 class GradientClip(Protocol):
@@ -191,6 +218,9 @@ class ClipGradNorm:
 
     def __call__(self, parameters: Sequence[nn.Parameter], lr: float) -> None:
         torch.nn.utils.clip_grad_norm_(parameters, self.max_norm)
+
+    def describe(self) -> str:
+        return f"gradient norm clipped to {self.max_norm:g}"
 
 
 @dataclass(frozen=True)
@@ -224,6 +254,10 @@ class ClipGradByLr:
         else:
             torch.nn.utils.clip_grad_value_(parameters, bound)
 
+    def describe(self) -> str:
+        what = "norm" if self.norm else "elements"
+        return f"gradient {what} clipped to {self.theta:g} / lr"
+
 
 @dataclass
 class Optimisation:
@@ -232,3 +266,42 @@ class Optimisation:
     optimizer: torch.optim.Optimizer
     schedule: Schedule
     clip: GradientClip | None = None
+
+    def describe(self) -> str:
+        """The optimiser, its decay, the schedule and the clip in words (for model metadata).
+
+        Parts without a ``describe()`` (a task's own schedule or clip) are named by their repr.
+
+        Example:
+            >>> model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+            >>> adam = torch.optim.Adam(param_groups(model, 1e-4), lr=1e-3)
+            >>> Optimisation(adam, HoldExponentialSchedule(1e-3, 1e-6, 0.5)).describe()
+            'Adam (betas 0.9, 0.999), L2 weight decay 0.0001 on weights and norm scales, lr 0.001 \
+held for 50 % of the run, then decaying exponentially to 1e-06'
+        """
+        optimizer = self.optimizer
+        defaults = optimizer.defaults
+        name = type(optimizer).__name__
+        if "betas" in defaults:
+            name += " (betas {:g}, {:g})".format(*defaults["betas"])
+        elif defaults.get("momentum"):
+            name += f" (momentum {defaults['momentum']:g})"
+        decays = [group.get("weight_decay", 0.0) for group in optimizer.param_groups]
+        nonzero = sorted(set(decays) - {0.0})
+        if not nonzero:
+            decay = "no weight decay"
+        elif len(nonzero) > 1:
+            decay = "L2 weight decay " + " / ".join(f"{d:g}" for d in nonzero)
+        elif 0.0 in decays:  # param_groups: weights and norm scales decay, the rest does not
+            decay = f"L2 weight decay {nonzero[0]:g} on weights and norm scales"
+        else:
+            decay = f"L2 weight decay {nonzero[0]:g} on all parameters"
+        parts = [name, decay, _describe(self.schedule)]
+        if self.clip is not None:
+            parts.append(_describe(self.clip))
+        return ", ".join(parts)
+
+
+def _describe(part: object) -> str:
+    describe = getattr(part, "describe", None)
+    return describe() if callable(describe) else repr(part)

@@ -2,8 +2,9 @@
 
 ``last.safetensors`` holds the final weights and ``model.safetensors`` the best validated ones
 (the final ones without validation), each with metadata: the task's entries
-(:meth:`~n3net.train.tasks.Task.metadata`, e.g. ``sigma``) and the run's (steps, minutes,
-hardware, torch). ``curves.png`` plots the log; ``summary.json`` sums the run up.
+(:meth:`~n3net.train.tasks.Task.metadata`, e.g. ``sigma``) and the run's (steps, batch size,
+minutes, hardware, torch, and ``recipe``: the optimiser, decay, lr schedule, seed and model
+options in words). ``curves.png`` plots the log; ``summary.json`` sums the run up.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from n3net.train.logs import plot_curves
 from n3net.train.tasks import Task
 
 if TYPE_CHECKING:
+    from n3net.train.optim import Optimisation
     from n3net.train.state import RunState
 
-__all__ = ["hardware", "write_outputs"]
+__all__ = ["hardware", "recipe", "write_outputs"]
 
 
 def hardware(device: torch.device, world_size: int) -> str:
@@ -41,7 +43,29 @@ def hardware(device: torch.device, world_size: int) -> str:
     return f"{world_size} x {name}" if world_size > 1 else name
 
 
-def write_outputs(run: RunState, task: Task, model: nn.Module, hardware: str) -> None:
+def recipe(optimisation: Optimisation, seed: int, model_kwargs: dict) -> str:
+    """How a run optimised, in words: the optimisation, the seed and the model's options.
+
+    Example:
+        >>> import torch
+        >>> from n3net.train.optim import HoldExponentialSchedule, Optimisation
+        >>> adam = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+        >>> recipe(Optimisation(adam, HoldExponentialSchedule(1e-3, 1e-3, 0.0)), 0, {"k": 3})
+        'Adam (betas 0.9, 0.999), no weight decay, constant lr 0.001, seed 0, model options k=3'
+    """
+    text = f"{optimisation.describe()}, seed {seed}"
+    if model_kwargs:
+        text += ", model options " + ", ".join(f"{k}={v}" for k, v in model_kwargs.items())
+    return text
+
+
+def write_outputs(
+    run: RunState,
+    task: Task,
+    model: nn.Module,
+    hardware: str,
+    optimisation: Optimisation | None = None,
+) -> None:
     """Write the final and best weights, the curves and ``summary.json``; print one line."""
     from n3net.models import save_model
 
@@ -50,10 +74,13 @@ def write_outputs(run: RunState, task: Task, model: nn.Module, hardware: str) ->
         "task": task.name,
         **task.metadata(),
         "steps": str(run.step),
+        "batch_size": str(config.train.batch_size),
         "minutes": f"{run.elapsed / 60:.2f}",
         "hardware": hardware,
         "torch": torch.__version__,
     }
+    if optimisation is not None:
+        metadata["recipe"] = recipe(optimisation, config.train.seed, config.model.kwargs)
     save_model(model, out_dir / "last.safetensors", {**metadata, "weights": "last"})
     if run.best_state is not None:
         model.load_state_dict(run.best_state)

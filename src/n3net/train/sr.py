@@ -255,6 +255,7 @@ class SRTask(ImageTask):
             "scales": ",".join(map(str, self.options.scales)),
             "optimizer": self.options.optimizer,
             **super().metadata(),
+            "loss": f"{self.options.loss_scale:g} x MSE",
         }
         if data.val_dir:  # validated on a folder of its own, not on held-out training images
             metadata["train_data"] = (

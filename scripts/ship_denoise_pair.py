@@ -1,0 +1,179 @@
+"""Evaluate, compare and ship an equal-steps pair of denoising runs (N3Net and DnCNN-17).
+
+Usage::
+
+    python scripts/ship_denoise_pair.py N3NET_RUN DNCNN_RUN --out DIR \
+        [--data set12 bsd68 urban100] [--classic docs/results/classic-*.json] \
+        [--hardware TEXT] [--device cpu] [--dry-run]
+
+Both run folders must be finished ``n3net train`` runs (``model.safetensors``, ``summary.json``,
+``log.csv``) of the same noise level and the same number of steps: the paper's comparison. Writes
+to DIR:
+
+- ``eval.json``: ``n3net evaluate`` of both best-validation models on the data sets (the authors'
+  protocol), reused when it already holds every (model, data set);
+- ``gap.md``: the PSNR of both per data set and N3Net − DnCNN-17, next to the paper's gaps;
+- ``equal-steps.md``: both validation curves at every common validation step
+  (``scripts/ab_table.py``); ``curves.png``: both curves against steps and minutes
+  (``scripts/compare_runs.py``).
+
+Then it ships (``scripts/ship_model.py``, with ``--force``) the N3Net as
+``n3net-gray-sigma<S>`` and the DnCNN-17 as ``dncnn17-gray-sigma<S>`` when its BSD68 PSNR beats
+the DnCNN-17 shipped under that name (or none is shipped); each model card lists the other run and
+the classic baselines of the ``--classic`` result files. ``--dry-run`` stops before shipping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import ab_table  # noqa: E402
+import compare_runs  # noqa: E402
+import ship_model  # noqa: E402
+
+# The paper's N3Net − DnCNN gaps (Table 3 against DnCNN's published numbers), by sigma and data.
+PAPER_GAP = {25: {"set12": 0.11, "bsd68": 0.07, "urban100": 0.22}}
+_NAMES = {"set12": "Set12", "bsd68": "BSD68", "urban100": "Urban100"}
+
+
+class PairError(ValueError):
+    """A run folder that cannot be one half of the pair."""
+
+
+def _run_metadata(run: Path) -> dict[str, str]:
+    from n3net.models import model_metadata
+
+    for name in ("model.safetensors", "summary.json", "log.csv"):
+        if not (run / name).is_file():
+            raise PairError(f"{run} is not a finished n3net train run (no {name})")
+    return model_metadata(run / "model.safetensors")
+
+
+def check_pair(n3net_run: Path, dncnn_run: Path) -> float:
+    """The pair's sigma, after checking the architectures, the sigmas and the step counts."""
+    metas = [_run_metadata(n3net_run), _run_metadata(dncnn_run)]
+    for run, meta, arch in zip((n3net_run, dncnn_run), metas, ("n3net", "dncnn"), strict=True):
+        if meta.get("n3net_arch") != arch:
+            raise PairError(f"{run} trained {meta.get('n3net_arch')}, not {arch}")
+        if meta.get("task", "denoise") != "denoise" or "sigma" not in meta:
+            raise PairError(f"{run} is not a denoising run (no sigma in its metadata)")
+    if metas[0]["sigma"] != metas[1]["sigma"]:
+        raise PairError(f"the runs trained at sigma {metas[0]['sigma']} and {metas[1]['sigma']}")
+    runs = (n3net_run, dncnn_run)
+    steps = [json.loads((run / "summary.json").read_text())["steps"] for run in runs]
+    if steps[0] != steps[1]:
+        raise PairError(f"the runs made {steps[0]} and {steps[1]} steps, not the same number")
+    return float(metas[0]["sigma"])
+
+
+def _has_all(path: Path, models: list[str], data: list[str]) -> bool:
+    if not path.is_file():
+        return False
+    done = {(r["model"], Path(r["data"]).name) for r in json.loads(path.read_text())["results"]}
+    return all((m, Path(d).name) in done for m in models for d in data)
+
+
+def evaluate(models: list[str], data: list[str], sigma: float, out: Path, device: str) -> Path:
+    """``n3net evaluate`` of the models into ``out/eval.json`` (kept when already complete)."""
+    path = out / "eval.json"
+    if _has_all(path, models, data):
+        print(f"{path} holds every result: not evaluated again")
+        return path
+    from n3net.cli.main import main as n3net
+
+    argv = ["evaluate", "--model", *models, "--sigma", f"{sigma:g}", "--data", *data]
+    code = n3net([*argv, "--json", str(path), "--overwrite", "--device", device])
+    if code:
+        raise PairError(f"n3net evaluate failed (exit {code})")
+    return path
+
+
+def gap_table(results: list[dict], n3net_model: str, dncnn_model: str, sigma: float) -> str:
+    """Markdown: PSNR of both models per data set, N3Net − DnCNN-17 and the paper's gap."""
+    psnr = {(r["model"], Path(r["data"]).name.lower()): r["summary"]["mean_psnr"] for r in results}
+    paper = PAPER_GAP.get(int(sigma), {})
+    lines = [
+        "| data | N3Net | DnCNN-17 | N3Net − DnCNN-17 | paper |",
+        "|---|---|---|---|---|",
+    ]
+    datasets = list(dict.fromkeys(data for model, data in psnr if model == n3net_model))
+    for data in datasets:
+        if (dncnn_model, data) not in psnr:
+            continue
+        a, b = psnr[(n3net_model, data)], psnr[(dncnn_model, data)]
+        published = f"{paper[data]:+.2f}" if data in paper else "–"
+        name = _NAMES.get(data, data)
+        lines.append(f"| {name}, σ = {sigma:g} | {a:.2f} | {b:.2f} | {a - b:+.2f} | {published} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n3net_run", type=Path, help="the finished N3Net run folder")
+    parser.add_argument("dncnn_run", type=Path, help="the finished DnCNN-17 run folder")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the results")
+    parser.add_argument("--data", nargs="+", default=["set12", "bsd68", "urban100"])
+    parser.add_argument(
+        "--classic", nargs="*", type=Path, default=[], help="classic baselines' evaluate files"
+    )
+    parser.add_argument("--hardware", help="what the runs trained on (ship_model.py --hardware)")
+    parser.add_argument("--device", default="cpu", help="where to evaluate (default: cpu)")
+    parser.add_argument("--weights", type=Path, default=ship_model.WEIGHTS, help=argparse.SUPPRESS)
+    parser.add_argument("--dry-run", action="store_true", help="evaluate and compare, ship nothing")
+    args = parser.parse_args(argv)
+    n3, dn = args.n3net_run, args.dncnn_run
+    try:
+        sigma = check_pair(n3, dn)
+        missing = [path for path in args.classic if not path.is_file()]
+        if missing:
+            raise PairError(f"--classic file not found: {missing[0]}")
+        args.out.mkdir(parents=True, exist_ok=True)
+        models = [str(n3 / "model.safetensors"), str(dn / "model.safetensors")]
+        eval_path = evaluate(models, args.data, sigma, args.out, args.device)
+    except (PairError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    results = json.loads(eval_path.read_text())["results"]
+    gap = gap_table(results, models[0], models[1], sigma)
+    (args.out / "gap.md").write_text(gap + "\n")
+    steps, _ = ab_table.table({"DnCNN-17": [dn], "N3Net": [n3]}, None)
+    (args.out / "equal-steps.md").write_text(steps + "\n")
+    png = ["--png", str(args.out / "curves.png"), "--force"]
+    if compare_runs.main([str(n3), str(dn), *png]):
+        return 1
+    print(gap)
+    if args.dry_run:
+        return 0
+    files = [str(eval_path), *map(str, args.classic)]
+    extra = ["--weights", str(args.weights), "--force"]
+    if args.hardware:
+        extra += ["--hardware", args.hardware]
+    name = f"n3net-gray-sigma{sigma:g}"
+    if ship_model.main([str(n3), name, "--results", *files, *extra]):
+        return 1
+    dncnn_name = f"dncnn17-gray-sigma{sigma:g}"
+    mine = next(
+        r["summary"]["mean_psnr"]
+        for r in results
+        if r["model"] == models[1] and Path(r["data"]).name.lower() == "bsd68"
+    )
+    shipped = args.weights / f"{dncnn_name}.safetensors"
+    if shipped.is_file():
+        from n3net.models import model_metadata
+
+        before = float(model_metadata(shipped).get("bsd68_psnr", "nan"))
+        if not mine > before:
+            print(f"{dn}: BSD68 {mine:.4f} dB does not beat the shipped {dncnn_name} "
+                  f"({before:.4f} dB): kept the shipped one")  # fmt: skip
+            return 0
+    return 1 if ship_model.main([str(dn), dncnn_name, "--results", *files, *extra]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
