@@ -14,7 +14,8 @@ to DIR:
   protocol), reused when it already holds every (model, data set);
 - ``gap.md``: the PSNR of both per data set and N3Net − DnCNN-17, next to the paper's gaps;
 - ``equal-steps.md``: both validation curves at every common validation step
-  (``scripts/ab_table.py``); ``curves.png``: both curves against steps and minutes
+  (``scripts/ab_table.py``); ``compare.md`` and ``curves.png``: both curves with the elapsed
+  minutes of each validation, and plotted against steps and against minutes
   (``scripts/compare_runs.py``).
 
 Then it ships (``scripts/ship_model.py``, with ``--force``) the N3Net as
@@ -26,6 +27,8 @@ the classic baselines of the ``--classic`` result files. ``--dry-run`` stops bef
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -145,8 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     steps, _ = ab_table.table({"DnCNN-17": [dn], "N3Net": [n3]}, None)
     (args.out / "equal-steps.md").write_text(steps + "\n")
     png = ["--png", str(args.out / "curves.png"), "--force"]
-    if compare_runs.main([str(n3), str(dn), *png]):
-        return 1
+    by_minutes = io.StringIO()
+    with contextlib.redirect_stdout(by_minutes):
+        if compare_runs.main([str(n3), str(dn), *png]):
+            return 1
+    (args.out / "compare.md").write_text(by_minutes.getvalue())
     print(gap)
     if args.dry_run:
         return 0

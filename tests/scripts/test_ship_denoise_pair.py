@@ -82,6 +82,7 @@ def test_evaluates_compares_and_ships_the_pair(
     assert gap[3].startswith("| BSD68, σ = 25 |") and gap[3].endswith("| +0.07 |")
     assert "| 4 | 19.00 | 19.00 | +0.00 |" in (out / "equal-steps.md").read_text()
     assert (out / "curves.png").stat().st_size > 0
+    assert "| 4 | 19.000 (0.4) | 19.000 (0.4) |" in (out / "compare.md").read_text()
     meta = model_metadata(weights / "n3net-gray-sigma25.safetensors")
     assert meta["hardware"] == "two test CPUs" and "bsd68_psnr" in meta
     card = (weights / "n3net-gray-sigma25.md").read_text()
