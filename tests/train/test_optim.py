@@ -62,3 +62,36 @@ def test_clip_grad_norm() -> None:
     norm = torch.cat([small.grad, large.grad]).norm().item()
     assert norm == pytest.approx(1.3, rel=1e-5)
     assert large.grad.item() == pytest.approx(1.2, rel=1e-5)  # scaled by 1/10, direction kept
+
+
+def test_optimisation_describes_what_each_task_trains_with() -> None:
+    from n3net.train.optim import (
+        ClipGradByLr,
+        HoldExponentialSchedule,
+        Optimisation,
+        StepFractionSchedule,
+    )
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    sgd = torch.optim.SGD(param_groups(model, 1e-4), lr=0.1, momentum=0.9)
+    vdsr = Optimisation(sgd, StepFractionSchedule(0.1, every=0.25), ClipGradByLr(0.01))
+    assert vdsr.describe() == (
+        "SGD (momentum 0.9), L2 weight decay 0.0001 on weights and norm scales, lr 0.1, times "
+        "0.1 after every 25 % of the run, gradient norm clipped to 0.01 / lr"
+    )
+    adam = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)
+    corr = Optimisation(adam, HoldExponentialSchedule(1e-3, 1e-3, 0.0))
+    assert corr.describe() == (
+        "Adam (betas 0.9, 0.999), L2 weight decay 1e-05 on all parameters, constant lr 0.001"
+    )
+    plain = Optimisation(
+        torch.optim.Adam(model.parameters()), HoldExponentialSchedule(1e-3, 1e-6, 0)
+    )
+    assert plain.describe().endswith(
+        "no weight decay, lr 0.001 decaying exponentially to 1e-06 over the run"
+    )
+
+    def custom(at: object) -> float:  # a task's own schedule, without describe()
+        return 1e-3
+
+    assert "function" in Optimisation(adam, custom).describe()
