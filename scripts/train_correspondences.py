@@ -6,7 +6,8 @@ One call does the whole comparison of docs/correspondences.md: every architectur
 is then scored on the synthetic test split (``n3net evaluate --task correspondences``, with
 "ours + RANSAC" beside the weighted eight-point when OpenCV is installed), the pose baselines
 are scored on the same pairs, and a Markdown table of mean ± standard deviation over the seeds
-is printed and written.
+is printed and written, followed by the second architecture against the first seed by seed and
+every learned model against RANSAC (1k and 10k iterations), by mAP@20 per tier.
 
 Everything lands under OUT_DIR, so a device call brings back one folder (or the ``--pack``
 tar of it, without checkpoints)::
@@ -333,6 +334,88 @@ def table(out_dir: Path, runs: list[Run], args: argparse.Namespace) -> str:
         for tier in TIER_ROWS:
             cells = " | ".join(_cell(row["values"][tier][key]) for key, _ in METRICS)
             lines.append(f"| `{label}` | {seed_text} | {tier} | {row['pairs'][tier]} | {cells} |")
+    archs = list(dict.fromkeys(run.arch for run in runs))
+    learned = [label for arch in archs for label in (arch, arch + " + RANSAC")]
+    extra = [baseline_comparison(rows, learned)]
+    if len(archs) > 1:
+        extra.insert(0, seed_comparison(rows, archs[0], archs[1]))
+    for text in extra:
+        if text:
+            lines += ["", text.rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def _per_seed(row: dict[str, Any], tier: str, metric: str) -> dict[int, float]:
+    values = row["values"][tier][metric]
+    return {seed: value for seed, value in zip(row["seeds"], values, strict=True)
+            if seed is not None and not math.isnan(value)}  # fmt: skip
+
+
+def seed_comparison(rows: dict[str, dict[str, Any]], base: str, other: str) -> str:
+    """Markdown: ``other`` against ``base`` seed by seed, mAP@20 per tier, and the tally.
+
+    A seed's cell is ``other vs base (difference)``; the last row counts the seeds at which
+    ``other`` is ahead, and says whether its worst seed beats ``base``'s best. Empty when
+    either row is missing.
+    """
+    if base not in rows or other not in rows:
+        return ""
+    lines = [
+        f"`{other}` against `{base}`, mAP@20 seed by seed (`{other}` vs `{base}`, difference; "
+        f"ahead: the seeds at which `{other}` is higher; worst > best: its lowest seed is above "
+        f"the highest of `{base}`):",
+        "",
+        "| seed | " + " | ".join(TIER_ROWS) + " |",
+        "|---|" + "---|" * len(TIER_ROWS),
+    ]
+    per_tier = {
+        tier: (_per_seed(rows[other], tier, "map20"), _per_seed(rows[base], tier, "map20"))
+        for tier in TIER_ROWS
+    }
+    seeds = sorted(set.intersection(*(set(a) & set(b) for a, b in per_tier.values())))
+    for seed in seeds:
+        cells = [f"{a[seed]:.3f} vs {b[seed]:.3f} ({a[seed] - b[seed]:+.3f})"
+                 for a, b in per_tier.values()]  # fmt: skip
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    tally = []
+    for a, b in per_tier.values():
+        ahead = sum(a[seed] > b[seed] for seed in seeds)
+        worst_beats_best = bool(seeds) and min(a[s] for s in seeds) > max(b[s] for s in seeds)
+        tally.append(f"{ahead} of {len(seeds)}" + ("; worst > best" if worst_beats_best else ""))
+    lines.append("| ahead | " + " | ".join(tally) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def baseline_comparison(rows: dict[str, dict[str, Any]], learned: list[str]) -> str:
+    """Markdown: each learned row's mean mAP@20 minus each RANSAC baseline's, per tier.
+
+    A cell is the difference of the means over the seeds, with the number of seeds whose
+    mAP@20 is above the baseline's. Empty without a learned or a RANSAC row.
+    """
+    baselines = [b for b in ("ransac", "ransac-10k") if b in rows]
+    learned = [label for label in learned if label in rows]
+    if not baselines or not learned:
+        return ""
+    lines = [
+        "Learned models against RANSAC, mAP@20 (mean over the seeds minus the baseline; seeds "
+        "ahead):",
+        "",
+        "| model − baseline | " + " | ".join(TIER_ROWS) + " |",
+        "|---|" + "---|" * len(TIER_ROWS),
+    ]
+    for label in learned:
+        for baseline in baselines:
+            cells = []
+            for tier in TIER_ROWS:
+                mine = list(_per_seed(rows[label], tier, "map20").values())
+                theirs = [v for v in rows[baseline]["values"][tier]["map20"] if not math.isnan(v)]
+                if not mine or not theirs:
+                    cells.append("–")
+                    continue
+                ahead = sum(value > theirs[0] for value in mine)
+                difference = statistics.fmean(mine) - theirs[0]
+                cells.append(f"{difference:+.3f} ({ahead} of {len(mine)})")
+            lines.append(f"| `{label}` − `{baseline}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

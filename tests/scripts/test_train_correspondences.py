@@ -103,3 +103,43 @@ def test_table_of_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     )
     assert any(line.startswith("| `cnnet + RANSAC` | 0, 1 | hard | 4 |") for line in lines)
     assert "Runs stopped before 5 steps: cnnet-seed1 3." in lines
+
+
+def test_seed_by_seed_and_ransac_comparisons(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def result(model: str, values: dict[str, float]) -> dict:
+        def summary(map20: float) -> dict:
+            return {"map5": 0.1, "map10": 0.2, "map20": map20, "precision": 0.5, "recall": 0.5,
+                    "f1": 0.5, "n_pairs": 4}  # fmt: skip
+
+        tiers = {tier: summary(values[tier]) for tier in ("easy", "medium", "hard")}
+        return {"model": model, "summary": summary(values["all"]), "tiers": tiers}
+
+    def tiers(all_: float, easy: float, medium: float, hard: float) -> dict[str, float]:
+        return {"all": all_, "easy": easy, "medium": medium, "hard": hard}
+
+    out = tmp_path / "corr"
+    (out / "eval").mkdir(parents=True)
+    scores = {
+        ("cnnet", 0): tiers(0.60, 0.80, 0.60, 0.50),
+        ("cnnet", 1): tiers(0.62, 0.85, 0.62, 0.40),
+        ("cnnet-n3", 0): tiers(0.70, 0.90, 0.70, 0.55),
+        ("cnnet-n3", 1): tiers(0.65, 0.84, 0.66, 0.45),
+    }
+    for (arch, seed), values in scores.items():
+        run = out / "runs" / f"{arch}-seed{seed}"
+        document = {"results": [result(str(run), values)]}
+        (out / "eval" / f"{arch}-seed{seed}.json").write_text(json.dumps(document))
+    baselines = [result("ransac", tiers(0.5, 0.8, 0.5, 0.3)),
+                 result("ransac-10k", tiers(0.63, 0.97, 0.71, 0.39))]  # fmt: skip
+    (out / "eval" / "baselines.json").write_text(json.dumps({"results": baselines}))
+    argv = [str(out), "5", "--seeds", "0", "1", "--table-only"]
+    assert train_corr.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "| 0 | 0.700 vs 0.600 (+0.100) | 0.900 vs 0.800 (+0.100) |" in text
+    # easy: behind at seed 1; hard: ahead at both, but the worst (0.45) is below the best (0.50)
+    assert "| ahead | 2 of 2; worst > best | 1 of 2 | 2 of 2; worst > best | 2 of 2 |" in text
+    assert "| `cnnet` − `ransac-10k` | -0.020 (0 of 2) |" in text
+    assert "| `cnnet-n3` − `ransac` | +0.175 (2 of 2) | +0.070 (2 of 2) | +0.180 (2 of 2) |" in text
+    assert "cnnet + RANSAC" not in text.split("Learned models against RANSAC")[1]  # no such rows
