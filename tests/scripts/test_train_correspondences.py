@@ -43,8 +43,12 @@ def test_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     assert [r["model"] for r in baselines] == expected
     text = (out / "table.md").read_text()
     assert text in done.stdout
-    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    main, _, comparisons = text.partition("\n`cnnet-n3` against `cnnet`")
+    rows = [line for line in main.splitlines() if line.startswith("| `")]
     labels = list(dict.fromkeys(line.split("`")[1] for line in rows))
+    assert comparisons.count("\n| ahead | ") == 1  # seed by seed, then against RANSAC
+    against = [line for line in comparisons.splitlines() if " − `ransac` |" in line]
+    assert len(against) == (4 if has_cv2 else 0)
     learned = ["cnnet", "cnnet + RANSAC", "cnnet-n3", "cnnet-n3 + RANSAC"]
     assert labels == (learned if has_cv2 else learned[::2]) + expected
     assert len(rows) == 4 * len(labels)  # all, easy, medium, hard
