@@ -20,8 +20,9 @@ to DIR:
 
 Then it ships (``scripts/ship_model.py``, with ``--force``) the N3Net as
 ``n3net-gray-sigma<S>`` and the DnCNN-17 as ``dncnn17-gray-sigma<S>`` when its BSD68 PSNR beats
-the DnCNN-17 shipped under that name (or none is shipped); each model card lists the other run and
-the classic baselines of the ``--classic`` result files. ``--dry-run`` stops before shipping.
+the DnCNN-17 shipped under that name (or none is shipped); each model card lists the other run
+("N3Net, same steps" / "DnCNN-17, same steps"; ``card-*.json`` hold the renamed results) and the
+classic baselines of the ``--classic`` result files. ``--dry-run`` stops before shipping.
 """
 
 from __future__ import annotations
@@ -116,6 +117,18 @@ def gap_table(results: list[dict], n3net_model: str, dncnn_model: str, sigma: fl
     return "\n".join(lines)
 
 
+def card_results(results: list[dict], names: dict[str, str], path: Path) -> str:
+    """Write ``results`` with their models renamed by ``names`` to ``path`` (for a model card).
+
+    The shipped model is named by its pretrained name and its partner by a label such as
+    "DnCNN-17, same steps", so the card does not speak of run folders.
+    """
+    renamed = [{**result, "model": names.get(result["model"], result["model"])}
+               for result in results]  # fmt: skip
+    path.write_text(json.dumps({"results": renamed}, indent=1) + "\n")
+    return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("n3net_run", type=Path, help="the finished N3Net run folder")
@@ -156,14 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     print(gap)
     if args.dry_run:
         return 0
-    files = [str(eval_path), *map(str, args.classic)]
+    classic = [str(path) for path in args.classic]
     extra = ["--weights", str(args.weights), "--force"]
     if args.hardware:
         extra += ["--hardware", args.hardware]
     name = f"n3net-gray-sigma{sigma:g}"
-    if ship_model.main([str(n3), name, "--results", *files, *extra]):
-        return 1
     dncnn_name = f"dncnn17-gray-sigma{sigma:g}"
+    labels = {models[0]: "N3Net, same steps", models[1]: "DnCNN-17, same steps"}
+    n3_results = card_results(results, {**labels, models[0]: name}, args.out / "card-n3net.json")
+    if ship_model.main([str(n3), name, "--results", n3_results, *classic, *extra]):
+        return 1
     mine = next(
         r["summary"]["mean_psnr"]
         for r in results
@@ -178,7 +193,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{dn}: BSD68 {mine:.4f} dB does not beat the shipped {dncnn_name} "
                   f"({before:.4f} dB): kept the shipped one")  # fmt: skip
             return 0
-    return 1 if ship_model.main([str(dn), dncnn_name, "--results", *files, *extra]) else 0
+    dn_results = card_results(
+        results, {**labels, models[1]: dncnn_name}, args.out / "card-dncnn.json"
+    )
+    return (
+        1
+        if ship_model.main([str(dn), dncnn_name, "--results", dn_results, *classic, *extra])
+        else 0
+    )
 
 
 if __name__ == "__main__":

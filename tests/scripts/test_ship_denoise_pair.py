@@ -86,7 +86,7 @@ def test_evaluates_compares_and_ships_the_pair(
     meta = model_metadata(weights / "n3net-gray-sigma25.safetensors")
     assert meta["hardware"] == "two test CPUs" and "bsd68_psnr" in meta
     card = (weights / "n3net-gray-sigma25.md").read_text()
-    assert "| dn (this − it) | N3Net (paper) |" in card  # the partner's column
+    assert "| DnCNN-17, same steps (this − it) | N3Net (paper) |" in card  # the partner's column
     assert model_metadata(shipped)["bsd68_psnr"] == "99.0"  # kept: the new one is not better
     assert not (weights / "dncnn17-gray-sigma25.md").exists()
     # once the shipped one is worse, the new DnCNN-17 replaces it; the evaluation is reused
@@ -96,7 +96,7 @@ def test_evaluates_compares_and_ships_the_pair(
     assert pair.main(argv) == 0
     assert (out / "eval.json").stat().st_mtime_ns == before
     assert model_metadata(shipped)["bsd68_psnr"] != "1.0"
-    assert "| n3 (this − it) |" in (weights / "dncnn17-gray-sigma25.md").read_text()
+    assert "| N3Net, same steps (this − it) |" in (weights / "dncnn17-gray-sigma25.md").read_text()
 
 
 def test_refuses_runs_that_are_not_a_pair(
