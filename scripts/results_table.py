@@ -38,6 +38,7 @@ PAPER = {
     ("bm3d", "urban100"): {25: 29.70, 50: 25.95},
 }
 DATASETS = ["set12", "bsd68", "urban100"]
+DATA_NAMES = {"set12": "Set12", "bsd68": "BSD68", "urban100": "Urban100"}
 
 # Published super-resolution numbers, (Y-PSNR dB, SSIM or None) per family, data set and scale:
 # VDSR and bicubic as in VDSR's Table 2 (Kim et al., CVPR 2016); N3Net-SR, the N3Net paper

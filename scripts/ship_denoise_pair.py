@@ -39,11 +39,8 @@ sys.path.insert(0, str(HERE))
 
 import ab_table  # noqa: E402
 import compare_runs  # noqa: E402
+import results_table  # noqa: E402
 import ship_model  # noqa: E402
-
-# The paper's N3Net − DnCNN gaps (Table 3 against DnCNN's published numbers), by sigma and data.
-PAPER_GAP = {25: {"set12": 0.11, "bsd68": 0.07, "urban100": 0.22}}
-_NAMES = {"set12": "Set12", "bsd68": "BSD68", "urban100": "Urban100"}
 
 
 class PairError(ValueError):
@@ -98,10 +95,21 @@ def evaluate(models: list[str], data: list[str], sigma: float, out: Path, device
     return path
 
 
+def paper_gap(data: str, sigma: float) -> float | None:
+    """The published N3Net − DnCNN PSNR on a data set at a sigma, None where either is missing.
+
+    Example:
+        >>> f"{paper_gap('bsd68', 25):+.2f}", paper_gap('urban100', 70)
+        ('+0.07', None)
+    """
+    n3net = results_table.PAPER.get(("n3net", data), {}).get(int(sigma))
+    dncnn = results_table.PAPER.get(("dncnn", data), {}).get(int(sigma))
+    return None if n3net is None or dncnn is None else n3net - dncnn
+
+
 def gap_table(results: list[dict], n3net_model: str, dncnn_model: str, sigma: float) -> str:
     """Markdown: PSNR of both models per data set, N3Net − DnCNN-17 and the paper's gap."""
     psnr = {(r["model"], Path(r["data"]).name.lower()): r["summary"]["mean_psnr"] for r in results}
-    paper = PAPER_GAP.get(int(sigma), {})
     lines = [
         "| data | N3Net | DnCNN-17 | N3Net − DnCNN-17 | paper |",
         "|---|---|---|---|---|",
@@ -111,8 +119,9 @@ def gap_table(results: list[dict], n3net_model: str, dncnn_model: str, sigma: fl
         if (dncnn_model, data) not in psnr:
             continue
         a, b = psnr[(n3net_model, data)], psnr[(dncnn_model, data)]
-        published = f"{paper[data]:+.2f}" if data in paper else "–"
-        name = _NAMES.get(data, data)
+        gap = paper_gap(data, sigma)
+        published = "–" if gap is None else f"{gap:+.2f}"
+        name = results_table.DATA_NAMES.get(data, data)
         lines.append(f"| {name}, σ = {sigma:g} | {a:.2f} | {b:.2f} | {a - b:+.2f} | {published} |")
     return "\n".join(lines)
 
@@ -196,11 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     dn_results = card_results(
         results, {**labels, models[1]: dncnn_name}, args.out / "card-dncnn.json"
     )
-    return (
-        1
-        if ship_model.main([str(dn), dncnn_name, "--results", dn_results, *classic, *extra])
-        else 0
-    )
+    code = ship_model.main([str(dn), dncnn_name, "--results", dn_results, *classic, *extra])
+    return 1 if code else 0
 
 
 if __name__ == "__main__":

@@ -219,7 +219,6 @@ _DENOISE_DESCRIPTION = {
 # models (the paper states 512 crops per image and epoch).
 _AUTHORS_CROPS = 400 * 128 * 50
 _PAPER_CROPS = 400 * 512 * 50
-_DATA_NAMES = {"set12": "Set12", "bsd68": "BSD68", "urban100": "Urban100"}
 
 
 def _budget(metadata: dict[str, str]) -> str:
@@ -273,7 +272,7 @@ def denoise_card(
     lines_table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for data in datasets:
         psnr, ssim = cells[(name, data)]
-        row = [f"{_DATA_NAMES.get(data, data)}, σ = {sigma:g}"]
+        row = [f"{table.DATA_NAMES.get(data, data)}, σ = {sigma:g}"]
         row.append(f"**{psnr:.2f}**" + (f" / {ssim:.3f}" if ssim is not None else ""))
         for other in others:
             value = cells.get((other, data))

@@ -336,10 +336,8 @@ def table(out_dir: Path, runs: list[Run], args: argparse.Namespace) -> str:
             lines.append(f"| `{label}` | {seed_text} | {tier} | {row['pairs'][tier]} | {cells} |")
     archs = list(dict.fromkeys(run.arch for run in runs))
     learned = [label for arch in archs for label in (arch, arch + " + RANSAC")]
-    extra = [baseline_comparison(rows, learned)]
-    if len(archs) > 1:
-        extra.insert(0, seed_comparison(rows, archs[0], archs[1]))
-    for text in extra:
+    by_seed = seed_comparison(rows, archs[0], archs[1]) if len(archs) > 1 else ""
+    for text in (by_seed, baseline_comparison(rows, learned)):
         if text:
             lines += ["", text.rstrip("\n")]
     return "\n".join(lines) + "\n"
