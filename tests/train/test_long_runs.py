@@ -48,12 +48,15 @@ MACHINE_FIELDS = {("data", "root"), ("train", "out_dir"), ("train", "amp"),
 
 STAND_IN = """#!/bin/sh
 printf '%s\\n' "$@" > "$RECORD/args.txt"
+echo "$OMP_NUM_THREADS $MKL_NUM_THREADS" > "$RECORD/threads.txt"
 python -m n3net "$@" --print-config > "$RECORD/config.json"
 touch "$RECORD/done"
 """
 
 
-def _launch(tmp_path: Path, family: str, run: str) -> tuple[list[str], dict, Path]:
+def _launch(
+    tmp_path: Path, family: str, run: str, **extra_env: str
+) -> tuple[list[str], dict, Path]:
     """Run ``checkpoints/FAMILY/resume.sh RUN`` in a copy of the tree; its args and config."""
     root = tmp_path / "repo"
     (root / "checkpoints" / family).mkdir(parents=True)
@@ -71,8 +74,10 @@ def _launch(tmp_path: Path, family: str, run: str) -> tuple[list[str], dict, Pat
     (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     (bin_dir / "python").chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "RECORD": str(record)}  # fmt: skip
+           "RECORD": str(record), **extra_env}  # fmt: skip
     env.pop("N3NET_DATA", None)
+    if "THREADS" not in extra_env:
+        env.pop("THREADS", None)
     script = root / "checkpoints" / family / "resume.sh"
     started = subprocess.run([str(script), run], env=env, capture_output=True, text=True)
     assert started.returncode == 0, started.stderr
@@ -111,6 +116,22 @@ def test_resume_script_starts_each_run_in_the_background(tmp_path: Path, family:
     expected = FIXED_PRECISION.get(family, ("bf16", True) if native else ("none", False))
     assert (config["train"]["amp"], config["train"]["channels_last"]) == expected
     assert (config["train"]["device"], config["train"]["ckpt_minutes"]) == ("cpu", 10.0)
+    assert (root.parent / "record" / "threads.txt").read_text().split() == ["1", "1"]
+
+
+def test_threads_gives_a_run_more_threads(tmp_path: Path) -> None:
+    _launch(tmp_path, "sigma25", "n3net-ls800", THREADS="2")
+    assert (tmp_path / "record" / "threads.txt").read_text().split() == ["2", "2"]
+
+
+@pytest.mark.parametrize("threads", ["0", "two", "-1"])
+def test_a_bad_thread_count_is_refused(tmp_path: Path, threads: str) -> None:
+    env = {**os.environ, "THREADS": threads, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run([str(CHECKPOINTS / "sigma25" / "resume.sh"), "n3net-ls800"], env=env,
+                          capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 2
+    expected = f"background.sh: THREADS must be a positive integer, not '{threads}'"
+    assert done.stderr.strip() == expected
 
 
 @pytest.mark.parametrize("family", FAMILIES)
