@@ -54,10 +54,8 @@ touch "$RECORD/done"
 """
 
 
-def _launch(
-    tmp_path: Path, family: str, run: str, **extra_env: str
-) -> tuple[list[str], dict, Path]:
-    """Run ``checkpoints/FAMILY/resume.sh RUN`` in a copy of the tree; its args and config."""
+def _tree(tmp_path: Path, family: str, run: str, **extra_env: str) -> tuple[Path, dict]:
+    """A copy of the tree with RUN committed, and an environment whose ``n3net`` is the stand-in."""
     root = tmp_path / "repo"
     (root / "checkpoints" / family).mkdir(parents=True)
     shutil.copy(CHECKPOINTS / "background.sh", root / "checkpoints")
@@ -74,10 +72,18 @@ def _launch(
     (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     (bin_dir / "python").chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "RECORD": str(record), **extra_env}  # fmt: skip
+           "RECORD": str(record)}  # fmt: skip
     env.pop("N3NET_DATA", None)
-    if "THREADS" not in extra_env:
-        env.pop("THREADS", None)
+    env.pop("THREADS", None)
+    return root, {**env, **extra_env}
+
+
+def _launch(
+    tmp_path: Path, family: str, run: str, **extra_env: str
+) -> tuple[list[str], dict, Path]:
+    """Run ``checkpoints/FAMILY/resume.sh RUN`` in a copy of the tree; its args and config."""
+    root, env = _tree(tmp_path, family, run, **extra_env)
+    record = tmp_path / "record"
     script = root / "checkpoints" / family / "resume.sh"
     started = subprocess.run([str(script), run], env=env, capture_output=True, text=True)
     assert started.returncode == 0, started.stderr
@@ -116,7 +122,7 @@ def test_resume_script_starts_each_run_in_the_background(tmp_path: Path, family:
     expected = FIXED_PRECISION.get(family, ("bf16", True) if native else ("none", False))
     assert (config["train"]["amp"], config["train"]["channels_last"]) == expected
     assert (config["train"]["device"], config["train"]["ckpt_minutes"]) == ("cpu", 10.0)
-    assert (root.parent / "record" / "threads.txt").read_text().split() == ["1", "1"]
+    assert (tmp_path / "record" / "threads.txt").read_text().split() == ["1", "1"]
 
 
 def test_threads_gives_a_run_more_threads(tmp_path: Path) -> None:
@@ -126,12 +132,13 @@ def test_threads_gives_a_run_more_threads(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("threads", ["0", "two", "-1"])
 def test_a_bad_thread_count_is_refused(tmp_path: Path, threads: str) -> None:
-    env = {**os.environ, "THREADS": threads, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run([str(CHECKPOINTS / "sigma25" / "resume.sh"), "n3net-ls800"], env=env,
-                          capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    root, env = _tree(tmp_path, "sigma25", "n3net-ls800", THREADS=threads)
+    script = root / "checkpoints" / "sigma25" / "resume.sh"
+    done = subprocess.run([str(script), "n3net-ls800"], env=env, capture_output=True, text=True)
     assert done.returncode == 2
     expected = f"background.sh: THREADS must be a positive integer, not '{threads}'"
     assert done.stderr.strip() == expected
+    assert not (root / "runs").exists()  # refused before anything was copied or started
 
 
 @pytest.mark.parametrize("family", FAMILIES)
