@@ -3,8 +3,8 @@ committed checkpoint loads safely and is the run its script continues.
 
 The resume scripts run for real against a stand-in ``n3net`` on the PATH, which records the
 ``n3net train`` arguments and prints the configuration they resolve to. A family's folder
-(``checkpoints/sigma25``, ``checkpoints/corr``) goes once its weights ship; these tests then
-follow what is left.
+(such as ``checkpoints/corr``) goes once its weights ship; these tests then follow what is
+left.
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ FINISHED = sorted(
 )
 # what each script may start: run name -> (architecture, loss scale of the denoising runs)
 RUNS = {
-    "sigma25": {"n3net-ls800": ("n3net", 800.0), "n3net-ls1": ("n3net", 1.0),
-                "dncnn-ls800": ("dncnn", 800.0)},
     "corr": {f"{arch}-seed{seed}": (arch, None) for arch in ("cnnet", "cnnet-n3")
              for seed in (0, 1, 2)},
 }  # fmt: skip
@@ -59,7 +57,8 @@ def _tree(tmp_path: Path, family: str, run: str, **extra_env: str) -> tuple[Path
     root = tmp_path / "repo"
     (root / "checkpoints" / family).mkdir(parents=True)
     shutil.copy(CHECKPOINTS / "background.sh", root / "checkpoints")
-    shutil.copy(CHECKPOINTS / family / "resume.sh", root / "checkpoints" / family)
+    if (CHECKPOINTS / family / "resume.sh").exists():  # else the test writes its own
+        shutil.copy(CHECKPOINTS / family / "resume.sh", root / "checkpoints" / family)
     committed = root / "checkpoints" / family / run
     committed.mkdir()
     (committed / "last.pt").write_bytes(b"committed checkpoint")
@@ -125,16 +124,43 @@ def test_resume_script_starts_each_run_in_the_background(tmp_path: Path, family:
     assert (tmp_path / "record" / "threads.txt").read_text().split() == ["1", "1"]
 
 
+def test_a_run_that_names_no_precision_gets_bf16_only_where_native(tmp_path: Path) -> None:
+    """background.sh's own choice, through a stand-in family whose script names no ``--amp``."""
+    root, env = _tree(tmp_path, "demo", "run")
+    script = root / "checkpoints" / "demo" / "resume.sh"
+    script.write_text('#!/bin/sh\nexec "$(dirname "$0")/../background.sh" demo "$1" '
+                      "--arch dncnn --sigma 25 --max-steps 10\n")  # fmt: skip
+    script.chmod(0o755)
+    started = subprocess.run([str(script), "run"], env=env, capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "record" / "done").exists():
+        assert time.monotonic() < deadline, (root / "runs" / "demo" / "run.log").read_text()
+        time.sleep(0.1)
+    config = json.loads((tmp_path / "record" / "config.json").read_text())
+    native = native_bf16(torch.device("cpu"))
+    expected = ("bf16", True) if native else ("none", False)
+    assert (config["train"]["amp"], config["train"]["channels_last"]) == expected
+
+
+def _any_run() -> tuple[str, str]:
+    """A family that is still training and one of its runs (the THREADS tests need one)."""
+    if not FAMILIES:
+        pytest.skip("no long run is left in checkpoints/")
+    return FAMILIES[0], next(iter(RUNS[FAMILIES[0]]))
+
+
 def test_threads_gives_a_run_more_threads(tmp_path: Path) -> None:
-    _launch(tmp_path, "sigma25", "n3net-ls800", THREADS="2")
+    _launch(tmp_path, *_any_run(), THREADS="2")
     assert (tmp_path / "record" / "threads.txt").read_text().split() == ["2", "2"]
 
 
 @pytest.mark.parametrize("threads", ["0", "two", "-1"])
 def test_a_bad_thread_count_is_refused(tmp_path: Path, threads: str) -> None:
-    root, env = _tree(tmp_path, "sigma25", "n3net-ls800", THREADS=threads)
-    script = root / "checkpoints" / "sigma25" / "resume.sh"
-    done = subprocess.run([str(script), "n3net-ls800"], env=env, capture_output=True, text=True)
+    family, run = _any_run()
+    root, env = _tree(tmp_path, family, run, THREADS=threads)
+    script = root / "checkpoints" / family / "resume.sh"
+    done = subprocess.run([str(script), run], env=env, capture_output=True, text=True)
     assert done.returncode == 2
     expected = f"background.sh: THREADS must be a positive integer, not '{threads}'"
     assert done.stderr.strip() == expected
