@@ -18,6 +18,13 @@ def test_defaults_are_the_paper_protocol() -> None:
     assert (config.train.lr, config.train.lr_final, config.train.weight_decay) == (1e-3, 1e-6, 1e-4)
     assert config.train.betas == [0.9, 0.999]
     assert config.task.loss_scale == 800.0  # the authors' reduction
+    assert config.train.lr_hold == 0.5  # hold, then decay: it beat the plain decay
+
+
+def test_only_denoising_holds_the_lr_by_default() -> None:
+    """The hold belongs to the denoising presets; other tasks keep their own schedules."""
+    assert resolve_config(sets=["data.preset=dncnn"]).train.lr_hold == 0.5
+    assert resolve_config(sets=['task.name="correspondences"']).train.lr_hold == 0.0
 
 
 def test_saved_configs_without_loss_scale_mean_plain_mse() -> None:
