@@ -52,13 +52,21 @@ touch "$RECORD/done"
 """
 
 
-def _tree(tmp_path: Path, family: str, run: str, **extra_env: str) -> tuple[Path, dict]:
-    """A copy of the tree with RUN committed, and an environment whose ``n3net`` is the stand-in."""
+def _tree(
+    tmp_path: Path, family: str, run: str, script: str | None = None, **extra_env: str
+) -> tuple[Path, dict]:
+    """A copy of the tree with RUN committed, and an environment whose ``n3net`` is the stand-in.
+
+    ``script`` replaces the family's ``resume.sh`` (a family that exists only in the test)."""
     root = tmp_path / "repo"
     (root / "checkpoints" / family).mkdir(parents=True)
     shutil.copy(CHECKPOINTS / "background.sh", root / "checkpoints")
-    if (CHECKPOINTS / family / "resume.sh").exists():  # else the test writes its own
-        shutil.copy(CHECKPOINTS / family / "resume.sh", root / "checkpoints" / family)
+    resume = root / "checkpoints" / family / "resume.sh"
+    if script is None:
+        shutil.copy(CHECKPOINTS / family / "resume.sh", resume)
+    else:
+        resume.write_text(script)
+        resume.chmod(0o755)
     committed = root / "checkpoints" / family / run
     committed.mkdir()
     (committed / "last.pt").write_bytes(b"committed checkpoint")
@@ -78,10 +86,10 @@ def _tree(tmp_path: Path, family: str, run: str, **extra_env: str) -> tuple[Path
 
 
 def _launch(
-    tmp_path: Path, family: str, run: str, **extra_env: str
+    tmp_path: Path, family: str, run: str, script: str | None = None, **extra_env: str
 ) -> tuple[list[str], dict, Path]:
     """Run ``checkpoints/FAMILY/resume.sh RUN`` in a copy of the tree; its args and config."""
-    root, env = _tree(tmp_path, family, run, **extra_env)
+    root, env = _tree(tmp_path, family, run, script, **extra_env)
     record = tmp_path / "record"
     script = root / "checkpoints" / family / "resume.sh"
     started = subprocess.run([str(script), run], env=env, capture_output=True, text=True)
@@ -126,18 +134,9 @@ def test_resume_script_starts_each_run_in_the_background(tmp_path: Path, family:
 
 def test_a_run_that_names_no_precision_gets_bf16_only_where_native(tmp_path: Path) -> None:
     """background.sh's own choice, through a stand-in family whose script names no ``--amp``."""
-    root, env = _tree(tmp_path, "demo", "run")
-    script = root / "checkpoints" / "demo" / "resume.sh"
-    script.write_text('#!/bin/sh\nexec "$(dirname "$0")/../background.sh" demo "$1" '
-                      "--arch dncnn --sigma 25 --max-steps 10\n")  # fmt: skip
-    script.chmod(0o755)
-    started = subprocess.run([str(script), "run"], env=env, capture_output=True, text=True)
-    assert started.returncode == 0, started.stderr
-    deadline = time.monotonic() + 120
-    while not (tmp_path / "record" / "done").exists():
-        assert time.monotonic() < deadline, (root / "runs" / "demo" / "run.log").read_text()
-        time.sleep(0.1)
-    config = json.loads((tmp_path / "record" / "config.json").read_text())
+    script = ('#!/bin/sh\nexec "$(dirname "$0")/../background.sh" demo "$1" '
+              "--arch dncnn --sigma 25 --max-steps 10\n")  # fmt: skip
+    _, config, _ = _launch(tmp_path, "demo", "run", script)
     native = native_bf16(torch.device("cpu"))
     expected = ("bf16", True) if native else ("none", False)
     assert (config["train"]["amp"], config["train"]["channels_last"]) == expected
