@@ -4,9 +4,10 @@ One call does the whole comparison of docs/correspondences.md: every architectur
 ``--archs`` is trained with every seed of ``--seeds`` (``n3net train --task correspondences``;
 ``--jobs`` runs at once, each in its own process, or one at a time in this process), each run
 is then scored on the synthetic test split (``n3net evaluate --task correspondences``, with
-"ours + RANSAC" beside the weighted eight-point when OpenCV is installed), the pose baselines
-are scored on the same pairs, and a Markdown table of mean ± standard deviation over the seeds
-is printed and written, followed by the second architecture against the first seed by seed and
+"ours + RANSAC" beside the weighted eight-point when OpenCV is installed), each pose baseline
+is scored on the same pairs (the evaluations, too, ``--jobs`` at once in their own
+processes), and a Markdown table of mean ± standard deviation over the seeds is printed and
+written, followed by the second architecture against the first seed by seed and
 every learned model against RANSAC (1k and 10k iterations), by mAP@20 per tier.
 
 Everything lands under OUT_DIR, so a device call brings back one folder (or the ``--pack``
@@ -15,12 +16,13 @@ tar of it, without checkpoints)::
     OUT_DIR/runs/ARCH-seedS/   the run folders (model.safetensors, log.csv, summary.json, ...;
                                elsewhere with --runs-dir, e.g. runs trained in the background)
     OUT_DIR/logs/ARCH-seedS.log  each run's output
-    OUT_DIR/eval/ARCH-seedS.json, OUT_DIR/eval/baselines.json  `n3net evaluate --json` files
+    OUT_DIR/eval/ARCH-seedS.json   `n3net evaluate --json` of each run (and its + RANSAC)
+    OUT_DIR/eval/baselines/NAME.json  the same of each baseline
     OUT_DIR/table.md, OUT_DIR/manifest.json  the table; settings, versions and timings
 
 A rerun with the same OUT_DIR skips finished runs and evaluations, and resumes unfinished runs
-from their checkpoints. On a CPU each run uses ``--threads`` threads (1 by default), the
-evaluation ``--jobs`` times as many.
+from their checkpoints. On a CPU each run and each evaluation uses ``--threads`` threads
+(1 by default).
 
 Usage (from the repository root; scripts/train_correspondences.sh is the same with PYTHONPATH
 set to src/)::
@@ -226,21 +228,36 @@ def _settings_match(path: Path, models: list[str], args: argparse.Namespace) -> 
 
 
 def evaluate(models: list[str], target: Path, args: argparse.Namespace) -> int:
-    """``n3net evaluate --task correspondences`` of ``models`` into ``target`` (in-process)."""
-    from n3net.cli.main import main as n3net_main
+    """``n3net evaluate --task correspondences`` of ``models`` into ``target``; its exit code.
 
+    In this process with ``--jobs 1``, else in a process of its own (``--threads`` threads)
+    whose output goes to ``target`` with the suffix ``.log``.
+    """
     if _settings_match(target, models, args):
         print(f"{target.name}: evaluated before, skipped", flush=True)
         return 0
     target.parent.mkdir(parents=True, exist_ok=True)
-    return n3net_main(
-        [
-            "evaluate", "--task", "correspondences", "--model", *models,
-            "--data", "synthetic", "--seed", str(args.test_seed),
-            "--pairs", str(args.test_pairs), "--points", str(args.test_points),
-            "--device", args.device, "--json", str(target), "--overwrite",
-        ]
-    )  # fmt: skip
+    command = [
+        "evaluate", "--task", "correspondences", "--model", *models,
+        "--data", "synthetic", "--seed", str(args.test_seed),
+        "--pairs", str(args.test_pairs), "--points", str(args.test_points),
+        "--device", args.device, "--json", str(target), "--overwrite",
+    ]  # fmt: skip
+    if args.jobs == 1:
+        from n3net.cli.main import main as n3net_main
+
+        return n3net_main(command)
+    print(f"{target.name}: evaluating {' '.join(models)}", flush=True)
+    with target.with_suffix(".log").open("w", encoding="utf-8") as log:
+        return subprocess.call(
+            [args.python, "-m", "n3net", *command], stdout=log, stderr=subprocess.STDOUT,
+            env=_environment(args.threads), cwd=ROOT,
+        )  # fmt: skip
+
+
+def baseline_result(out_dir: Path, name: str) -> Path:
+    """The ``n3net evaluate --json`` file of one pose baseline."""
+    return out_dir / "eval" / "baselines" / f"{name}.json"
 
 
 def pack(out_dir: Path, target: Path) -> None:
@@ -279,11 +296,11 @@ def _cell(values: list[float]) -> str:
     return f"{statistics.fmean(finite):.3f} ± {statistics.stdev(finite):.3f}"
 
 
-def collect(out_dir: Path, runs: list[Run]) -> dict[str, dict[str, Any]]:
+def collect(out_dir: Path, runs: list[Run], baselines: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Results by row label: ``{"seeds": [...], "pairs": {tier: n}, "values": {tier: {metric:
     [per seed]}}}``, in the order: runs (by architecture), then the baselines."""
     by_name = {run.name: run for run in runs}
-    files = [run.result for run in runs] + [out_dir / "eval" / "baselines.json"]
+    files = [run.result for run in runs] + [baseline_result(out_dir, b) for b in baselines]
     rows: dict[str, dict[str, Any]] = {}
     for path in files:
         if not path.is_file():
@@ -312,7 +329,7 @@ def _steps(run: Run) -> int | None:
 
 def table(out_dir: Path, runs: list[Run], args: argparse.Namespace) -> str:
     """The Markdown table of every model, overall and per tier (mean ± std over seeds)."""
-    rows = collect(out_dir, runs)
+    rows = collect(out_dir, runs, args.baselines)
     names = " | ".join(title for _, title in METRICS)
     lines = [
         f"Synthetic test split {args.test_seed}, {args.test_pairs} pairs of {args.test_points} "
@@ -460,21 +477,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.pack:
                     pack(out_dir, args.pack)
         _manifest(out_dir, args, timings)
-        torch.set_num_threads(args.jobs * args.threads)  # the training slots are free now
         opencv = _has_opencv()
+        jobs: list[tuple[str, list[str], Path]] = []  # (name, models, result file)
         for run in runs:
             if run.name in failed:
                 continue
             models = [str(run.folder)]
             if opencv and not args.no_ransac_on_predicted:
                 models.append(str(run.folder) + RANSAC_SUFFIX)
-            if evaluate(models, run.result, args):
-                failed.append(f"{run.name} (evaluation)")
+            jobs.append((run.name, models, run.result))
         baselines = [b for b in args.baselines if opencv or b not in OPENCV_BASELINES]
         if len(baselines) < len(args.baselines):
             print("OpenCV is missing: the OpenCV baselines are left out", flush=True)
-        if baselines and evaluate(baselines, out_dir / "eval" / "baselines.json", args):
-            failed.append("baselines (evaluation)")
+        jobs += [(b, [b], baseline_result(out_dir, b)) for b in baselines]
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            codes = pool.map(lambda job: (job[0], evaluate(job[1], job[2], args)), jobs)
+            failed += [f"{name} (evaluation)" for name, code in codes if code]
     text = table(out_dir, runs, args)
     if out_dir.is_dir():
         (out_dir / "table.md").write_text(text, encoding="utf-8")

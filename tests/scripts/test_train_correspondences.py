@@ -37,10 +37,12 @@ def test_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
         assert json.loads((out / "runs" / name / "summary.json").read_text())["steps"] == 2
         results = json.loads((out / "eval" / f"{name}.json").read_text())["results"]
         assert results[0]["summary"]["n_pairs"] == 3
-    baselines = json.loads((out / "eval" / "baselines.json").read_text())["results"]
     has_cv2 = importlib.util.find_spec("cv2") is not None
     expected = ["eight-point", "ransac", "oracle"] if has_cv2 else ["eight-point", "oracle"]
-    assert [r["model"] for r in baselines] == expected
+    for name in expected:  # one file per baseline
+        results = json.loads((out / "eval" / "baselines" / f"{name}.json").read_text())["results"]
+        assert [r["model"] for r in results] == [name]
+    assert sorted(p.stem for p in (out / "eval" / "baselines").glob("*.json")) == sorted(expected)
     text = (out / "table.md").read_text()
     assert text in done.stdout
     main, _, comparisons = text.partition("\n`cnnet-n3` against `cnnet`")
@@ -66,7 +68,7 @@ def test_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     # A rerun skips everything finished and prints the same table.
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0 and again.stdout.count("finished before, skipped") == 6
-    assert again.stdout.count("evaluated before, skipped") == 7
+    assert again.stdout.count("evaluated before, skipped") == 6 + len(expected)
     assert text in again.stdout
 
 
@@ -74,14 +76,16 @@ def test_runs_in_parallel_processes(tmp_path: Path) -> None:
     out = tmp_path / "corr"
     elsewhere = tmp_path / "background"  # run folders outside OUT_DIR (--runs-dir)
     argv = [str(out), "1", "cpu", *TINY, "--archs", "cnnet", "--seeds", "0", "1", "--jobs", "2"]
-    argv += ["--baselines", "none", "--no-ransac-on-predicted", "--python", sys.executable]
+    argv += ["--baselines", "oracle", "--no-ransac-on-predicted", "--python", sys.executable]
     argv += ["--runs-dir", str(elsewhere)]
     assert train_corr.main(argv) == 0
     for seed in (0, 1):
         assert "1 steps" in (out / "logs" / f"cnnet-seed{seed}.log").read_text()
         results = json.loads((out / "eval" / f"cnnet-seed{seed}.json").read_text())["results"]
         assert [r["model"] for r in results] == [str(elsewhere / f"cnnet-seed{seed}")]
-    assert not (out / "eval" / "baselines.json").exists() and not (out / "runs").exists()
+        assert (out / "eval" / f"cnnet-seed{seed}.log").is_file()  # evaluated in its process
+    oracle = json.loads((out / "eval" / "baselines" / "oracle.json").read_text())["results"]
+    assert oracle[0]["summary"]["n_pairs"] == 3 and not (out / "runs").exists()
 
 
 def test_table_of_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -137,13 +141,20 @@ def test_seed_by_seed_and_ransac_comparisons(
         (out / "eval" / f"{arch}-seed{seed}.json").write_text(json.dumps(document))
     baselines = [result("ransac", tiers(0.5, 0.8, 0.5, 0.3)),
                  result("ransac-10k", tiers(0.63, 0.97, 0.71, 0.39))]  # fmt: skip
-    (out / "eval" / "baselines.json").write_text(json.dumps({"results": baselines}))
-    argv = [str(out), "5", "--seeds", "0", "1", "--table-only"]
+    (out / "eval" / "baselines").mkdir()
+    for baseline in baselines:
+        path = out / "eval" / "baselines" / f"{baseline['model']}.json"
+        path.write_text(json.dumps({"results": [baseline]}))
+    argv = [str(out), "5", "--seeds", "0", "1", "--table-only", "--baselines", "ransac-10k"]
+    argv += ["ransac"]  # the table's order of the baselines is this one
     assert train_corr.main(argv) == 0
     text = capsys.readouterr().out
     assert "| 0 | 0.700 vs 0.600 (+0.100) | 0.900 vs 0.800 (+0.100) |" in text
     # easy: behind at seed 1; hard: ahead at both, but the worst (0.45) is below the best (0.50)
     assert "| ahead | 2 of 2; worst > best | 1 of 2 | 2 of 2; worst > best | 2 of 2 |" in text
+    main = text.partition("\n`cnnet-n3` against `cnnet`")[0]
+    labels = list(dict.fromkeys(line.split("`")[1] for line in main.splitlines() if "| `" in line))
+    assert labels == ["cnnet", "cnnet-n3", "ransac-10k", "ransac"]
     assert "| `cnnet` − `ransac-10k` | -0.020 (0 of 2) |" in text
     assert "| `cnnet-n3` − `ransac` | +0.175 (2 of 2) | +0.070 (2 of 2) | +0.180 (2 of 2) |" in text
     assert "cnnet + RANSAC" not in text.split("Learned models against RANSAC")[1]  # no such rows
