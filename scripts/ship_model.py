@@ -3,7 +3,7 @@
 Usage::
 
     python scripts/ship_model.py runs/x/model.safetensors NAME --results R.json [R.json ...]
-        [--hardware TEXT] [--force]
+        [--hardware TEXT] [--note NOTE.md] [--force]
 
 Reads the ``n3net evaluate --json`` result files and writes
 ``src/n3net/models/weights/NAME.safetensors``: the same tensors and metadata plus the measured
@@ -11,7 +11,8 @@ numbers, which ``n3net models`` lists. The result files must name the model by t
 (or its run folder, or NAME for a model already shipped); an existing NAME is only replaced with
 ``--force``. Writes atomically. The model may also be given as its run folder. ``--hardware``
 replaces the file's ``hardware`` entry (which names the machine of the run's last piece) for a
-run trained in pieces on different machines or thread counts.
+run trained in pieces on different machines or thread counts. ``--note`` appends a Markdown
+file's text to the model card (what its numbers mean for a user, e.g. a known weakness).
 
 Denoising models: the mean PSNR of the model on each test folder at the file's own sigma, as
 ``<folder>_psnr`` entries (e.g. ``bsd68_psnr``), which ``n3net.inference.default_model`` ranks
@@ -142,6 +143,22 @@ def measured_correspondences(documents: list[dict], model: str, name: str) -> di
     return {}
 
 
+_AUTHORS_CORR_STEPS = 500_000  # Yi et al.'s and the paper's training steps (batch 32, N = 2000)
+
+
+def _corr_budget(metadata: dict[str, str]) -> str:
+    """E.g. ``"2,000 steps of batch 16 pairs of 1,000 matches, 0.4 % of the steps"``."""
+    try:
+        steps, batch = int(metadata["steps"]), int(metadata["batch_size"])
+        points = int(metadata["points"])
+    except (KeyError, ValueError):
+        return "see the budget above"
+    share = 100 * steps / _AUTHORS_CORR_STEPS
+    return (
+        f"{steps:,} steps of batch {batch} pairs of {points:,} matches, {share:.2g} % of the steps"
+    )
+
+
 def correspondences_card(
     name: str, model: Any, metadata: dict[str, str], documents: list[dict], keys: set[str]
 ) -> str:
@@ -194,7 +211,9 @@ def correspondences_card(
         "max(rotation error, translation error), mAP@20 per tier of the true-match share "
         "(easy ≥ 30 %, medium 12–30 %, hard < 12 %), inlier F1 at logit > 0. `NAME+ransac`: "
         "OpenCV RANSAC on the matches NAME predicts as inliers. The paper reports no synthetic "
-        "numbers; on real pairs it reports +10–30 % mAP for the N3 block over CNNet.",
+        "numbers; on real pairs it reports +10–30 % mAP for the N3 block over CNNet, after "
+        f"{_AUTHORS_CORR_STEPS:,} steps of batch 32 pairs of 2,000 matches (Yi et al.'s budget; "
+        f"these weights: {_corr_budget(metadata)}).",
         "",
         "| model | mAP@5 | mAP@10 | mAP@20 | easy | medium | hard | F1 |",
         "|---|---|---|---|---|---|---|---|",
@@ -385,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", nargs="+", type=Path, required=True, help="evaluate JSONs")
     parser.add_argument("--weights", type=Path, default=WEIGHTS, help=argparse.SUPPRESS)
     parser.add_argument("--hardware", help="what the run trained on, replacing the file's entry")
+    parser.add_argument("--note", type=Path, help="a Markdown file appended to the model card")
     parser.add_argument("--force", action="store_true", help="replace a shipped NAME")
     args = parser.parse_args(argv)
 
@@ -404,6 +424,16 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --hardware needs a description", file=sys.stderr)
             return 2
         metadata["hardware"] = args.hardware
+    note = ""
+    if args.note is not None:
+        try:
+            note = args.note.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            print(f"error: cannot read the note {args.note} ({error.strerror})", file=sys.stderr)
+            return 2
+        if not note:
+            print(f"error: the note {args.note} is empty", file=sys.stderr)
+            return 2
     results, documents = [], []
     for path in args.results:
         try:
@@ -474,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         text = write_card(
             args.name, model, {**model.metadata, **metadata, **measured}, card_results, keys
         )
+        if note:
+            text = text.rstrip("\n") + "\n\n" + note + "\n"
         partial = card.with_name(card.name + ".partial")
         partial.write_text(text)
         partial.replace(card)

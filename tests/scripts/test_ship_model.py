@@ -211,7 +211,7 @@ def test_ships_correspondence_weights_with_a_model_card(
     metadata = {"task": "correspondences", "data": "synthetic", "points": "64", "steps": "11",
                 "minutes": "0.20", "hardware": "CPU test", "val_map": "0.250",
                 "train_data": "synthetic two-view pairs 0-7 of split seed 0",
-                "protocol": "batch 2 pairs, class-balanced BCE",
+                "protocol": "batch 2 pairs, class-balanced BCE", "batch_size": "2",
                 "optimizer": "Adam (0.9, 0.999)"}  # fmt: skip
     model = create_model("cnnet-n3", channels=8, depth=3, n3_block=2, embed_features=8)
     save_model(model, run / "model.safetensors", metadata)
@@ -253,6 +253,21 @@ def test_ships_correspondence_weights_with_a_model_card(
     assert lines[first + 1].startswith("| **`cnnet-n3-synth+ransac`** | 0.156 |")
     assert lines[first + 2].startswith("| `runs/cnnet-seed0` | 0.094 | 0.188 | 0.375 |")
     assert lines[first + 3] == "| `ransac` | 0.062 | 0.125 | 0.250 | – | – | – | 0.600 |"
+    assert "after 500,000 steps of batch 32 pairs" in card  # the authors' budget beside ours
+    assert "these weights: 11 steps of batch 2 pairs of 64 matches, 0.0022 % of the steps" in card
+
+    # --note appends a Markdown file to the card; a missing or empty note stops before any write.
+    note = tmp_path / "note.md"
+    assert ship_model.main([*argv, "--force", "--note", str(note)]) == 2
+    assert "cannot read the note" in capsys.readouterr().err
+    note.write_text("  \n")
+    assert ship_model.main([*argv, "--force", "--note", str(note)]) == 2
+    assert "is empty" in capsys.readouterr().err
+    assert (weights / "cnnet-n3-synth.md").read_text() == card
+    note.write_text("## Where it stands\n\nBehind CNNet here.\n")
+    assert ship_model.main([*argv, "--force", "--note", str(note)]) == 0
+    noted = (weights / "cnnet-n3-synth.md").read_text()
+    assert noted == card.rstrip("\n") + "\n\n## Where it stands\n\nBehind CNNet here.\n"
 
     # `n3net models` lists it under correspondence weights.
     from n3net.cli.main import main as cli
