@@ -47,7 +47,7 @@ def first_round(layer: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, 
         x: (1, N, C) -> T: (N,), weights: (N, N), rows summing to 1, zero diagonal.
     """
     e = layer.embedding(x)[0]  # (N, E)
-    t = layer.temperature(x)[0, :, 0]  # (N,)
+    t = layer.inverse_temperature(x)[0, :, 0]  # (N,)
     logits = -torch.cdist(e, e).square() * t[:, None]
     logits.fill_diagonal_(-math.inf)  # self excluded
     return t, torch.softmax(logits, dim=1)

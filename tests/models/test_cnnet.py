@@ -216,3 +216,40 @@ def test_model_file_round_trip(tmp_path: Path) -> None:
     xs = torch.randn(1, 16, 4)
     with torch.no_grad():
         assert torch.equal(loaded(xs), model.eval()(xs))
+
+
+def test_exp_temperature_is_positive_and_starts_near_its_scale() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 9, 4)
+    linear = SetN3Layer(4, k=2, features=8, embed_channels=3)
+    exp = SetN3Layer(4, k=2, features=8, embed_channels=3, temperature="exp", temperature_scale=50.0)
+    exp.load_state_dict(linear.state_dict())  # the same parameters, another parametrisation
+    t = exp.inverse_temperature(x)
+    assert torch.allclose(t, 50.0 * linear.inverse_temperature(x).exp())
+    with torch.no_grad():  # a strongly negative f_T stays positive
+        exp.temperature[-1].linear2.bias.fill_(-30.0)
+        exp.temperature[-1].shortcut.bias.fill_(-30.0)
+    assert (exp.inverse_temperature(x) > 0).all()
+    with pytest.raises(ValueError, match="temperature must be 'linear' or 'exp'"):
+        SetN3Layer(4, temperature="softplus")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="temperature_scale must be finite and > 0"):
+        SetN3Layer(4, temperature="exp", temperature_scale=0.0)
+
+
+def test_a_selective_exp_temperature_picks_near_neighbours(tmp_path: Path) -> None:
+    """A large scale makes the first round's weight peak on each match's nearest embedding."""
+    torch.manual_seed(2)
+    model = create_model(
+        "cnnet-n3", **TINY, n3_block=2, temperature="exp", temperature_scale=1e6
+    ).eval()
+    layer, x = model.n3, torch.randn(1, 12, 4)
+    e = layer.embedding(x)[0]
+    d = torch.cdist(e, e).fill_diagonal_(float("inf"))
+    volumes = layer(x)[0, :, 4:8]  # the first neighbour volume
+    assert torch.allclose(volumes, x[0, d.argmin(1)], atol=1e-4)
+    path = save_model(model, tmp_path / "m.safetensors", {"task": "correspondences"})
+    loaded = load_model(path)
+    assert loaded.n3.temperature_mode == "exp" and loaded.n3.temperature_scale == 1e6
+    xs = torch.randn(1, 16, 4)
+    with torch.no_grad():
+        assert torch.equal(loaded(xs), model(xs))

@@ -1,4 +1,4 @@
-"""scripts/compare_runs.py: validation PSNR by step and by minutes from run folders."""
+"""scripts/compare_runs.py: a validation metric by step and by minutes from run folders."""
 
 import importlib.util
 from pathlib import Path
@@ -55,3 +55,35 @@ def test_existing_png_is_not_overwritten(
     png.write_bytes(b"mine")
     assert compare_runs.main([str(a), "--png", str(png)]) == 2
     assert "pass --force" in capsys.readouterr().err and png.read_bytes() == b"mine"
+
+
+MAP_HEADER = "step,epoch,lr,loss,val_map,val_map5,val_map10,val_f1,elapsed_s,imgs_per_s\n"
+
+
+def test_correspondence_runs_compare_by_map_and_resumed_steps_count_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = tmp_path / "a"
+    a.mkdir()
+    rows = ["50,0.1,1e-3,0.5,,,,,30,1", "100,0.2,1e-3,0.4,0.25,0.1,0.2,0.6,60,1"]
+    resumed = ["100,0.2,1e-3,0.4,0.3,0.1,0.2,0.6,90,1"]  # logged again after a resume
+    (a / "log.csv").write_text(MAP_HEADER + "\n".join(rows + resumed) + "\n")
+    assert compare_runs.main([str(a)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| step | a: mAP (minutes) |"
+    assert lines[2:] == ["| 100 | 0.300 (1.5) |"]
+    assert compare_runs.main([str(a), "--metric", "val_f1"]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == "| 100 | 0.600 (1.5) |"
+
+
+def test_an_unknown_metric_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = _run(tmp_path / "a", ["20,0.2,1e-3,0.4,25.5,120,1"])
+    assert compare_runs.main([str(a), "--metric", "val_ssim"]) == 2
+    assert "has no val_ssim column" in capsys.readouterr().err
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "log.csv").write_text("step,loss,elapsed_s\n1,0.5,3\n")
+    assert compare_runs.main([str(b)]) == 2
+    assert "no val_psnr or val_map column; pass --metric" in capsys.readouterr().err

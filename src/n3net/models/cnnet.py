@@ -12,6 +12,7 @@ gets the logits it gets alone (in eval mode, where batch norm uses its running s
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 Init = Literal["authors", "torch"]
+Temperature = Literal["linear", "exp"]
 
 
 def _check_input(xs: Tensor, mask: Tensor | None, channels: int) -> None:
@@ -207,7 +209,8 @@ class SetN3Layer(nn.Module):
     pre-activation residual blocks each (no normalisation; widths C -> 128 -> 128 -> E and
     C -> 128 -> 128 -> 1), one embedding shared by queries and candidates; ``f_T`` predicts a
     linear *inverse* temperature ``T_i``, so the logits are ``-|e_i - e_j|^2 * T_i`` (nothing
-    keeps ``T_i`` positive); every other match of the pair is a candidate (self excluded); the
+    keeps ``T_i`` positive; ``temperature="exp"`` instead takes ``T_i = scale * exp(f_T(x_i))``,
+    positive and about ``scale`` at the start, not the paper's choice); every other match of the pair is a candidate (self excluded); the
     relaxed KNN (Eqs. 8-11) runs ``k`` rounds; the neighbour volumes aggregate the input ``x``
     and are concatenated to it. (The original also clips each round's weights to
     [1.2e-7, 1 - 1.2e-7]; here the exact relaxation of :func:`n3net.knn.neural_knn` runs.)
@@ -218,6 +221,10 @@ class SetN3Layer(nn.Module):
         features: hidden width of ``f_E`` and ``f_T``.
         embed_channels: embedding channels ``E``.
         chunk_size: queries per chunk of :func:`n3net.ops.sets.set_aggregate`.
+        temperature: ``"linear"`` (the authors' ``T_i = f_T(x_i)``) or ``"exp"``
+            (``T_i = temperature_scale * exp(f_T(x_i))``).
+        temperature_scale: the inverse temperature ``"exp"`` starts near (``f_T`` starts
+            near 0); unused by ``"linear"``.
 
     Shape:
         x: (B, N, C), mask: (B, N) -> (B, N, C * (K + 1)).
@@ -234,17 +241,29 @@ class SetN3Layer(nn.Module):
         features: int = 128,
         embed_channels: int = 32,
         chunk_size: int | None = None,
+        temperature: Temperature = "linear",
+        temperature_scale: float = 1.0,
     ) -> None:
         super().__init__()
+        if temperature not in ("linear", "exp"):
+            raise ValueError(f"temperature must be 'linear' or 'exp', got {temperature!r}")
+        if not (temperature_scale > 0 and math.isfinite(temperature_scale)):
+            raise ValueError(f"temperature_scale must be finite and > 0, got {temperature_scale!r}")
         self.channels, self.k, self.chunk_size = channels, k, chunk_size
+        self.temperature_mode, self.temperature_scale = temperature, temperature_scale
         self.embedding = _preact_mlp(channels, features, embed_channels)
         self.temperature = _preact_mlp(channels, features, 1)
         # set_aggregate has checked the candidate counts; the rounds differentiate by hand.
         self.knn = NeuralKNN(k, validate=False, backward="analytic")
 
+    def inverse_temperature(self, x: Tensor) -> Tensor:
+        """The per-match inverse temperatures ``T_i``: (B, N, C) -> (B, N, 1)."""
+        out = self.temperature(x)
+        return out if self.temperature_mode == "linear" else self.temperature_scale * out.exp()
+
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         b, n, _ = x.shape
-        inverse_temperature = self.temperature(x)  # (B, N, 1)
+        inverse_temperature = self.inverse_temperature(x)  # (B, N, 1)
         pairs = None if mask is None else mask[:, None, :].expand(b, n, n)  # real candidates
 
         def scale(logits: Tensor, valid: Tensor | None) -> Tensor:
@@ -285,6 +304,8 @@ class CNNet(nn.Module):
         init: ``"authors"``: truncated normal weights with std ``2 / fan_in`` (the original's
             choice) and zero biases; ``"torch"``: PyTorch's default.
         chunk_size: queries per chunk of the N3 layer.
+        temperature, temperature_scale: the N3 layer's inverse temperature
+            (:class:`SetN3Layer`; ``"linear"``, the paper's, by default).
 
     Shape:
         xs: (B, N, in_channels), mask: (B, N) bool -> logits: (B, N), 0 on padding.
@@ -308,6 +329,8 @@ class CNNet(nn.Module):
         bn_momentum: float = 0.01,
         init: Init = "authors",
         chunk_size: int | None = None,
+        temperature: Temperature = "linear",
+        temperature_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if n3_block is not None and not 1 <= n3_block < depth:
@@ -325,7 +348,15 @@ class CNNet(nn.Module):
             blocks.append(_ResidualBlock(channels, out, eps, bn_momentum))
         self.blocks = nn.ModuleList(blocks)
         self.n3 = (
-            SetN3Layer(channels // (k + 1), k, embed_features, embed_channels, chunk_size)
+            SetN3Layer(
+                channels // (k + 1),
+                k,
+                embed_features,
+                embed_channels,
+                chunk_size,
+                temperature,
+                temperature_scale,
+            )
             if n3_block is not None
             else None
         )
