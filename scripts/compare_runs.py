@@ -18,7 +18,6 @@ import csv
 import sys
 from pathlib import Path
 
-
 _LABELS = {"val_psnr": ("PSNR", "validation PSNR (dB)"), "val_map": ("mAP", "validation mAP@20")}
 
 

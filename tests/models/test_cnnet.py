@@ -222,7 +222,9 @@ def test_exp_temperature_is_positive_and_starts_near_its_scale() -> None:
     torch.manual_seed(0)
     x = torch.randn(2, 9, 4)
     linear = SetN3Layer(4, k=2, features=8, embed_channels=3)
-    exp = SetN3Layer(4, k=2, features=8, embed_channels=3, temperature="exp", temperature_scale=50.0)
+    exp = SetN3Layer(
+        4, k=2, features=8, embed_channels=3, temperature="exp", temperature_scale=50.0
+    )
     exp.load_state_dict(linear.state_dict())  # the same parameters, another parametrisation
     t = exp.inverse_temperature(x)
     assert torch.allclose(t, 50.0 * linear.inverse_temperature(x).exp())

@@ -210,10 +210,11 @@ class SetN3Layer(nn.Module):
     C -> 128 -> 128 -> 1), one embedding shared by queries and candidates; ``f_T`` predicts a
     linear *inverse* temperature ``T_i``, so the logits are ``-|e_i - e_j|^2 * T_i`` (nothing
     keeps ``T_i`` positive; ``temperature="exp"`` instead takes ``T_i = scale * exp(f_T(x_i))``,
-    positive and about ``scale`` at the start, not the paper's choice); every other match of the pair is a candidate (self excluded); the
-    relaxed KNN (Eqs. 8-11) runs ``k`` rounds; the neighbour volumes aggregate the input ``x``
-    and are concatenated to it. (The original also clips each round's weights to
-    [1.2e-7, 1 - 1.2e-7]; here the exact relaxation of :func:`n3net.knn.neural_knn` runs.)
+    positive and about ``scale`` at the start, not the paper's choice); every other match of the
+    pair is a candidate (self excluded); the relaxed KNN (Eqs. 8-11) runs ``k`` rounds; the
+    neighbour volumes aggregate the input ``x`` and are concatenated to it. (The original also
+    clips each round's weights to [1.2e-7, 1 - 1.2e-7]; here the exact relaxation of
+    :func:`n3net.knn.neural_knn` runs.)
 
     Args:
         channels: input channels ``C`` (32 in the paper's network).
