@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start or continue one long training run in the background, one CPU thread, niced; the resume
-# scripts beside it (such as corr/resume.sh) call it with their run's arguments.
+# scripts beside it (checkpoints/FAMILY/resume.sh) call it with their run's arguments.
 #
 #   checkpoints/background.sh FAMILY RUN [n3net train arguments...]
 #

@@ -3,8 +3,8 @@ committed checkpoint loads safely and is the run its script continues.
 
 The resume scripts run for real against a stand-in ``n3net`` on the PATH, which records the
 ``n3net train`` arguments and prints the configuration they resolve to. A family's folder
-(such as ``checkpoints/corr``) goes once its weights ship; these tests then follow what is
-left.
+goes once its weights ship; these tests then follow what is left, and a stand-in family
+(``demo``) keeps ``background.sh`` itself tested when no run is left.
 """
 
 from __future__ import annotations
@@ -34,15 +34,16 @@ FINISHED = sorted(
     (path.parents[1].name, path.parent.name) for path in CHECKPOINTS.glob("*/*/summary.json")
 )
 # what each script may start: run name -> (architecture, loss scale of the denoising runs)
-RUNS = {
-    "corr": {f"{arch}-seed{seed}": (arch, None) for arch in ("cnnet", "cnnet-n3")
-             for seed in (0, 1, 2)},
-}  # fmt: skip
+RUNS: dict[str, dict[str, tuple[str, float | None]]] = {}
 # families whose runs name their precision (the others: bf16 + channels-last where native)
-FIXED_PRECISION = {"corr": ("none", False)}
+FIXED_PRECISION: dict[str, tuple[str, bool]] = {}
 # fields a machine or a folder decides, not the run: precision (resume.sh picks it by the CPU)
 MACHINE_FIELDS = {("data", "root"), ("train", "out_dir"), ("train", "amp"),
                   ("train", "channels_last")}  # fmt: skip
+
+# a family that exists only in the tests: its script names no precision
+DEMO = ('#!/bin/sh\nexec "$(dirname "$0")/../background.sh" demo "$1" '
+        "--arch dncnn --sigma 25 --max-steps 10\n")  # fmt: skip
 
 STAND_IN = """#!/bin/sh
 printf '%s\\n' "$@" > "$RECORD/args.txt"
@@ -134,19 +135,17 @@ def test_resume_script_starts_each_run_in_the_background(tmp_path: Path, family:
 
 def test_a_run_that_names_no_precision_gets_bf16_only_where_native(tmp_path: Path) -> None:
     """background.sh's own choice, through a stand-in family whose script names no ``--amp``."""
-    script = ('#!/bin/sh\nexec "$(dirname "$0")/../background.sh" demo "$1" '
-              "--arch dncnn --sigma 25 --max-steps 10\n")  # fmt: skip
-    _, config, _ = _launch(tmp_path, "demo", "run", script)
+    _, config, _ = _launch(tmp_path, "demo", "run", DEMO)
     native = native_bf16(torch.device("cpu"))
     expected = ("bf16", True) if native else ("none", False)
     assert (config["train"]["amp"], config["train"]["channels_last"]) == expected
 
 
-def _any_run() -> tuple[str, str]:
-    """A family that is still training and one of its runs (the THREADS tests need one)."""
+def _any_run() -> tuple[str, str, str | None]:
+    """A family that is still training and one of its runs, else the stand-in ``demo``."""
     if not FAMILIES:
-        pytest.skip("no long run is left in checkpoints/")
-    return FAMILIES[0], next(iter(RUNS[FAMILIES[0]]))
+        return "demo", "run", DEMO
+    return FAMILIES[0], next(iter(RUNS[FAMILIES[0]])), None
 
 
 def test_threads_gives_a_run_more_threads(tmp_path: Path) -> None:
@@ -156,10 +155,10 @@ def test_threads_gives_a_run_more_threads(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("threads", ["0", "two", "-1"])
 def test_a_bad_thread_count_is_refused(tmp_path: Path, threads: str) -> None:
-    family, run = _any_run()
-    root, env = _tree(tmp_path, family, run, THREADS=threads)
-    script = root / "checkpoints" / family / "resume.sh"
-    done = subprocess.run([str(script), run], env=env, capture_output=True, text=True)
+    family, run, script = _any_run()
+    root, env = _tree(tmp_path, family, run, script, THREADS=threads)
+    resume = root / "checkpoints" / family / "resume.sh"
+    done = subprocess.run([str(resume), run], env=env, capture_output=True, text=True)
     assert done.returncode == 2
     expected = f"background.sh: THREADS must be a positive integer, not '{threads}'"
     assert done.stderr.strip() == expected
@@ -216,20 +215,21 @@ def test_committed_finished_run_is_whole(family: str, run: str) -> None:
 
 def test_a_finished_run_is_copied_not_trained(tmp_path: Path) -> None:
     root = tmp_path / "repo"
-    (root / "checkpoints" / "corr" / "cnnet-seed0").mkdir(parents=True)
+    (root / "checkpoints" / "demo" / "run").mkdir(parents=True)
     shutil.copy(CHECKPOINTS / "background.sh", root / "checkpoints")
-    shutil.copy(CHECKPOINTS / "corr" / "resume.sh", root / "checkpoints" / "corr")
-    committed = root / "checkpoints" / "corr" / "cnnet-seed0"
+    resume = root / "checkpoints" / "demo" / "resume.sh"
+    resume.write_text(DEMO)
+    resume.chmod(0o755)
+    committed = root / "checkpoints" / "demo" / "run"
     (committed / "summary.json").write_text('{"steps": 2000}')
     (committed / "model.safetensors").write_bytes(b"best weights")
-    out = root / "runs" / "corr" / "cnnet-seed0"
+    out = root / "runs" / "demo" / "run"
     out.mkdir(parents=True)
     (out / "model.safetensors").write_bytes(b"newer weights")  # never overwritten
     env = {**os.environ, "PATH": f"{tmp_path / 'no-n3net'}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run([str(committed.parent / "resume.sh"), "cnnet-seed0"], env=env,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run([str(resume), "run"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("corr/cnnet-seed0 has finished: its weights and logs are in ")
+    assert done.stdout.startswith("demo/run has finished: its weights and logs are in ")
     assert (out / "summary.json").read_text() == '{"steps": 2000}'
     assert (out / "model.safetensors").read_bytes() == b"newer weights"
-    assert not (root / "runs" / "corr" / "cnnet-seed0.log").exists()  # nothing was started
+    assert not (root / "runs" / "demo" / "run.log").exists()  # nothing was started
