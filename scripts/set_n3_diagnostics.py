@@ -4,7 +4,8 @@ For each synthetic pair of a split, the N3 block's first relaxed-KNN round (Eq. 
 over ``-|e_i - e_j|^2 * T_i`` of every other match of the pair) is recomputed from the block's
 input, and reported per difficulty tier, over the pair's true inliers as queries:
 
-* ``T`` — the median of the predicted inverse temperatures ``T_i`` (nothing keeps it positive);
+* ``T`` — the median of the predicted inverse temperatures ``T_i`` (the paper's linear ``T_i``
+  may be negative; ``temperature="exp"`` keeps it positive);
 * ``effective`` — the median effective number of candidates ``exp(entropy)`` of a query's
   weights (N - 1 when the weights are uniform, 1 for hard KNN);
 * ``purity`` — the mean weight a query puts on true inliers, against the pair's inlier share
